@@ -1,0 +1,110 @@
+/**
+ * Names and values defined by the virtio 1.4 specification, spelled as the
+ * spec spells them so that code can be read side by side with the text.
+ */
+
+/** Device status bits (spec 2.1). */
+export const DeviceStatus = {
+  /** The guest OS has found the device and recognised it as a valid virtio device. */
+  ACKNOWLEDGE: 1,
+  /** The guest OS knows how to drive the device. */
+  DRIVER: 2,
+  /** The driver is set up and ready to drive the device. */
+  DRIVER_OK: 4,
+  /** The driver has acknowledged all the features it understands; feature negotiation is complete. */
+  FEATURES_OK: 8,
+  /** The device has experienced an error from which it cannot recover. */
+  DEVICE_NEEDS_RESET: 64,
+  /** Something went wrong in the guest and it has given up on the device. */
+  FAILED: 128,
+} as const;
+
+/** Reserved feature bit numbers (spec 6). Use {@link featureBit} to turn one into a mask. */
+export const VIRTIO_F_NOTIFY_ON_EMPTY = 24;
+/** Legacy: the device accepts arbitrary descriptor layouts (spec 6, implied by VERSION_1). */
+export const VIRTIO_F_ANY_LAYOUT = 27;
+/** The driver can use descriptors with VIRTQ_DESC_F_INDIRECT (spec 2.7.5.3, 2.8.7). */
+export const VIRTIO_F_INDIRECT_DESC = 28;
+/** used_event / avail_event notification suppression (spec 2.7.7, 2.7.10). */
+export const VIRTIO_F_EVENT_IDX = 29;
+/** Compliance with the virtio 1.x specification (spec 6). */
+export const VIRTIO_F_VERSION_1 = 32;
+/** The device is behind an IOMMU or needs platform-specific address translation. */
+export const VIRTIO_F_ACCESS_PLATFORM = 33;
+/** The packed virtqueue layout (spec 2.8). */
+export const VIRTIO_F_RING_PACKED = 34;
+/** Buffers are used by the device in the order they were made available (spec 2.8.23). */
+export const VIRTIO_F_IN_ORDER = 35;
+/** Memory accesses are ordered in a platform-specific way. */
+export const VIRTIO_F_ORDER_PLATFORM = 36;
+/** Single root I/O virtualisation. */
+export const VIRTIO_F_SR_IOV = 37;
+/** The driver passes extra data in its device notifications (spec 2.9). */
+export const VIRTIO_F_NOTIFICATION_DATA = 38;
+/** The driver uses device-supplied notification config data instead of the queue index. */
+export const VIRTIO_F_NOTIF_CONFIG_DATA = 39;
+/** Individual virtqueues can be reset and re-enabled (spec 2.6.1). */
+export const VIRTIO_F_RING_RESET = 40;
+/** The device exposes an administration virtqueue. */
+export const VIRTIO_F_ADMIN_VQ = 41;
+
+/** Returns the mask for feature bit `bit`. */
+export function featureBit(bit: number): bigint {
+  return 1n << BigInt(bit);
+}
+
+/** True when `features` has feature bit `bit` set. */
+export function hasFeature(features: bigint, bit: number): boolean {
+  return (features & (1n << BigInt(bit))) !== 0n;
+}
+
+/** Virtio device IDs (spec 5). */
+export const DeviceId = {
+  NET: 1,
+  BLOCK: 2,
+  CONSOLE: 3,
+  ENTROPY: 4,
+  BALLOON: 5,
+  SCSI: 8,
+  NINEP: 9,
+  GPU: 16,
+  INPUT: 18,
+  VSOCK: 19,
+  CRYPTO: 20,
+  IOMMU: 23,
+  MEM: 24,
+  SOUND: 25,
+  FS: 26,
+  PMEM: 27,
+  RPMB: 28,
+  SCMI: 32,
+  I2C_ADAPTER: 34,
+  CAN: 36,
+  GPIO: 41,
+} as const;
+
+/** Split and packed descriptor flags (spec 2.7.5, 2.8.1). */
+export const VIRTQ_DESC_F_NEXT = 1;
+/** The buffer is device-writable (otherwise device-readable). */
+export const VIRTQ_DESC_F_WRITE = 2;
+/** The buffer holds a table of indirect descriptors. */
+export const VIRTQ_DESC_F_INDIRECT = 4;
+/** Packed ring: the descriptor's available bit (spec 2.8.1). */
+export const VIRTQ_DESC_F_AVAIL = 1 << 7;
+/** Packed ring: the descriptor's used bit (spec 2.8.1). */
+export const VIRTQ_DESC_F_USED = 1 << 15;
+
+/** Split ring: the driver asks not to be interrupted (spec 2.7.6). */
+export const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+/** Split ring: the device asks not to be notified (spec 2.7.8). */
+export const VIRTQ_USED_F_NO_NOTIFY = 1;
+
+/** Packed ring event suppression flags (spec 2.8.10). */
+export const RING_EVENT_FLAGS_ENABLE = 0;
+/** Packed ring: events are disabled. */
+export const RING_EVENT_FLAGS_DISABLE = 1;
+/** Packed ring: an event is wanted at the descriptor given by off_wrap (needs EVENT_IDX). */
+export const RING_EVENT_FLAGS_DESC = 2;
+
+/** The largest queue size any layout allows (spec 2.7, 2.8: 32768). */
+export const MAX_QUEUE_SIZE = 32768;

@@ -1,0 +1,101 @@
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { Virtqueue } from '../queue/virtqueue.js';
+
+/**
+ * Version of the structural contract between devices and transports. A device
+ * declares the version it was written against; a transport refuses a device
+ * with a newer major version than it knows.
+ */
+export const VIRTIO_DEVICE_CONTRACT_VERSION = 1;
+
+/** Interrupts a transport raises on a device's behalf (spec 2.3, 2.7.8, 4.x). */
+export interface TransportInterrupts {
+  /** A used buffer notification for queue `index`. */
+  queue(index: number): void;
+  /** A configuration change notification (also sent when DEVICE_NEEDS_RESET is set). */
+  config(): void;
+}
+
+/** What a device can tell its transport at any time, activated or not. */
+export interface DeviceHost {
+  /** The device changed its configuration space: bump the generation and, after DRIVER_OK, interrupt. */
+  configChanged(): void;
+  /** The device cannot go on: set DEVICE_NEEDS_RESET (spec 2.1.2) with a reason for the log. */
+  needsReset(reason: string): void;
+}
+
+/** A shared memory region the device exposes (spec 2.10), such as virtio-fs's DAX window. */
+export interface SharedMemoryRegionSpec {
+  /** The region's shmid, as device types define them. */
+  readonly id: number;
+  /** Size in bytes. */
+  readonly size: number;
+}
+
+/** A shared memory region as the VMM mapped it into the guest. */
+export interface SharedMemoryMapping extends SharedMemoryRegionSpec {
+  /** Guest-physical address the VMM placed the region at. */
+  readonly guestAddress: number;
+  /** The region's bytes, as the device sees them. */
+  readonly bytes: Uint8Array;
+}
+
+/** Everything a device is given when the driver sets DRIVER_OK. */
+export interface ActivationContext extends DeviceHost {
+  /** Guest memory, for the device's own accesses outside its chains (rarely needed). */
+  readonly memory: GuestMemory;
+  /** The negotiated features. */
+  readonly features: bigint;
+  /** The queues the driver enabled, by index. */
+  readonly queues: ReadonlyMap<number, Virtqueue>;
+  /** Aborted when the device is reset: stop work and drop late completions. */
+  readonly signal: AbortSignal;
+  /** Shared memory regions the VMM mapped, by shmid. */
+  readonly sharedMemory: ReadonlyMap<number, SharedMemoryMapping>;
+}
+
+/**
+ * A virtio device, transport-neutral. Transports ({@link VirtioCore} inside
+ * each) call these methods; a device never sees registers, only the spec's
+ * abstractions: features, configuration space, queues and notifications.
+ *
+ * The contract is structural: no `instanceof` across packages, so two copies of
+ * this package in one dependency tree interoperate.
+ */
+export interface VirtioDevice {
+  /** The {@link VIRTIO_DEVICE_CONTRACT_VERSION} the device was written against. */
+  readonly contractVersion?: number;
+  /** Device ID (spec 5, {@link DeviceId}). */
+  readonly deviceType: number;
+  /** Feature bits the device offers, device-specific and reserved (VERSION_1, RING_PACKED, ...). */
+  readonly deviceFeatures: bigint;
+  /** Maximum size of each queue; the length is the number of queues. */
+  readonly queueMaxSizes: readonly number[];
+  /** Size of the device-specific configuration space in bytes. */
+  readonly configSize: number;
+  /** Shared memory regions the transport advertises (spec 2.10). */
+  readonly sharedMemoryRegions?: readonly SharedMemoryRegionSpec[];
+
+  /** Called once by the transport before anything else, with the channel back to it. */
+  attach?(host: DeviceHost): void;
+  /** Vetoes a feature set the driver asked for at FEATURES_OK (spec 2.2.2); true accepts. */
+  acceptFeatures?(features: bigint): boolean;
+  /** Copies configuration bytes at `offset` into `data`. The range has been bounds-checked. */
+  readConfig(offset: number, data: Uint8Array): void;
+  /** Applies a driver write of `data` at `offset`. The range has been bounds-checked. */
+  writeConfig(offset: number, data: Uint8Array): void;
+  /** The driver set DRIVER_OK: start serving. A throw or rejection sets DEVICE_NEEDS_RESET. */
+  activate(context: ActivationContext): void | Promise<void>;
+  /** The driver reset the device: drop all state tied to the previous activation. */
+  reset(): void;
+  /** The driver notified queue `index` (an available buffer notification). */
+  notify(index: number): void;
+  /** VIRTIO_F_RING_RESET: queue `index` was reset; forget its in-flight work (spec 2.6.1). */
+  resetQueue?(index: number): void;
+  /** VIRTIO_F_RING_RESET: queue `index` was enabled again after a reset. */
+  enableQueue?(index: number, queue: Virtqueue): void;
+  /** Device state for a snapshot, taken while no request is in flight. */
+  snapshot?(): unknown;
+  /** Restores state produced by {@link VirtioDevice.snapshot}, before activation. */
+  restore?(state: unknown): void;
+}

@@ -1,0 +1,512 @@
+import {
+  DeviceStatus,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_NOTIFICATION_DATA,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
+  VIRTIO_F_VERSION_1,
+  featureBit,
+  hasFeature,
+} from '../constants.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { createVirtqueue, queueConfigProblem } from '../queue/create.js';
+import type { QueueConfig, QueuePosition, Virtqueue } from '../queue/virtqueue.js';
+import {
+  VIRTIO_DEVICE_CONTRACT_VERSION,
+  type ActivationContext,
+  type SharedMemoryMapping,
+  type TransportInterrupts,
+  type VirtioDevice,
+} from './contract.js';
+
+/** Feature bits 0-23 and 50-127 belong to the device type (spec 6). */
+const DEVICE_SPECIFIC_FEATURES = (featureBit(24) - 1n) | (((1n << 128n) - 1n) ^ (featureBit(50) - 1n));
+
+/** Reserved feature bits the queue implementation itself supports, on any transport. */
+const QUEUE_FEATURES =
+  featureBit(VIRTIO_F_INDIRECT_DESC) |
+  featureBit(VIRTIO_F_EVENT_IDX) |
+  featureBit(VIRTIO_F_VERSION_1) |
+  featureBit(VIRTIO_F_RING_PACKED) |
+  featureBit(VIRTIO_F_IN_ORDER);
+
+/** A queue's configuration as the driver programs it through a transport. */
+export interface QueueSlot {
+  /** Largest size the device supports; 0 means the queue does not exist. */
+  readonly maxSize: number;
+  /** Size the driver chose (defaults to maxSize). */
+  size: number;
+  /** Descriptor Area address. */
+  descAddr: number;
+  /** Driver Area address. */
+  driverAddr: number;
+  /** Device Area address. */
+  deviceAddr: number;
+  /** The driver enabled the queue (QueueReady / queue_enable). */
+  enabled: boolean;
+  /** The running queue once activated. */
+  queue: Virtqueue | undefined;
+}
+
+/** Counts of driver mistakes that were ignored rather than obeyed. */
+export interface DriverViolations {
+  /** Status writes that cleared bits or skipped steps of the initialisation sequence. */
+  status: number;
+  /** Feature writes after FEATURES_OK. */
+  features: number;
+  /** Configuration accesses outside the configuration space. */
+  config: number;
+  /** Notifications of non-existent or disabled queues, or before DRIVER_OK. */
+  notify: number;
+  /** Queue configuration writes after the queue was enabled, or to absent queues. */
+  queue: number;
+}
+
+/** The transport's part in building a {@link VirtioCore}. */
+export interface VirtioCoreOptions {
+  /** The device the transport carries. */
+  readonly device: VirtioDevice;
+  /** Guest memory the queues live in. */
+  readonly memory: GuestMemory;
+  /** How the transport raises interrupts. */
+  readonly interrupts: TransportInterrupts;
+  /** Optional reserved features the transport can carry: VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_RESET. */
+  readonly transportFeatures?: bigint;
+  /** Diagnostics sink for guest errors (DEVICE_NEEDS_RESET reasons, refused features). */
+  readonly log?: (message: string) => void;
+}
+
+/** A saved core: status, features, queue positions and the device's own state. */
+export interface VirtioCoreSnapshot {
+  readonly status: number;
+  readonly driverFeatures: string;
+  readonly configGeneration: number;
+  readonly queues: readonly {
+    readonly size: number;
+    readonly descAddr: number;
+    readonly driverAddr: number;
+    readonly deviceAddr: number;
+    readonly enabled: boolean;
+    readonly position: QueuePosition | undefined;
+  }[];
+  readonly device: unknown;
+}
+
+type ActivationState = 'inactive' | 'activating' | 'active';
+
+/**
+ * The transport-neutral device status machine (spec 2.1, 2.2, 3.1) that every
+ * transport wraps: feature pages, FEATURES_OK refused for features the device
+ * did not offer, queue configuration and enabling, activation at DRIVER_OK,
+ * DEVICE_NEEDS_RESET when activation or a ring fails, reset on status 0, and
+ * the configuration generation counter. Every call into the device is guarded:
+ * nothing the guest triggers throws out of here.
+ */
+export class VirtioCore {
+  /** The device. */
+  readonly device: VirtioDevice;
+  /** Guest memory; a VMM may replace it (memory hot-plug) while the device is reset. */
+  memory: GuestMemory;
+  /** Feature bits offered to the driver: the device's, minus those this transport cannot carry. */
+  readonly offeredFeatures: bigint;
+  /** The features the driver wrote (final once FEATURES_OK is set). */
+  driverFeatures = 0n;
+  /** Incremented whenever the configuration space changes (spec 2.5.1). */
+  configGeneration = 0;
+  /**
+   * The driver is a legacy (pre-1.0) driver: no FEATURES_OK step, 32 feature bits.
+   * Transports with a legacy interface set this while the device is reset.
+   */
+  legacy = false;
+  /** Driver mistakes ignored so far. */
+  readonly violations: DriverViolations = { status: 0, features: 0, config: 0, notify: 0, queue: 0 };
+  /** Why DEVICE_NEEDS_RESET was last set. */
+  needsResetReason: string | undefined;
+  /** Shared memory regions the VMM mapped, handed to the device at activation. */
+  readonly sharedMemory = new Map<number, SharedMemoryMapping>();
+  private readonly queues: QueueSlot[];
+  private readonly interrupts: TransportInterrupts;
+  private readonly log: (message: string) => void;
+  private statusValue = 0;
+  private activation: ActivationState = 'inactive';
+  private abort: AbortController | undefined;
+  private pendingNotify = new Set<number>();
+
+  /** Wraps `options.device`; throws if the device is malformed (a programming error, not a guest one). */
+  constructor(options: VirtioCoreOptions) {
+    const { device } = options;
+    if ((device.contractVersion ?? 1) > VIRTIO_DEVICE_CONTRACT_VERSION) {
+      throw new Error(`device contract version ${device.contractVersion} is newer than ${VIRTIO_DEVICE_CONTRACT_VERSION}`);
+    }
+    for (const max of device.queueMaxSizes) {
+      if (!Number.isInteger(max) || max < 0 || max > 32768) throw new RangeError(`queue max size ${max} is not in 0..32768`);
+    }
+    this.device = device;
+    this.memory = options.memory;
+    this.interrupts = options.interrupts;
+    this.log = options.log ?? (() => undefined);
+    const transportFeatures = (options.transportFeatures ?? 0n) & (featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET));
+    let supported = DEVICE_SPECIFIC_FEATURES | QUEUE_FEATURES | transportFeatures;
+    if (device.resetQueue === undefined || device.enableQueue === undefined) supported &= ~featureBit(VIRTIO_F_RING_RESET);
+    this.offeredFeatures = device.deviceFeatures & supported;
+    this.queues = device.queueMaxSizes.map((maxSize) => ({
+      maxSize,
+      size: maxSize,
+      descAddr: 0,
+      driverAddr: 0,
+      deviceAddr: 0,
+      enabled: false,
+      queue: undefined,
+    }));
+    device.attach?.({ configChanged: () => this.configChanged(), needsReset: (reason) => this.needsReset(reason) });
+  }
+
+  /** The device status field (spec 2.1). */
+  get status(): number {
+    return this.statusValue;
+  }
+
+  /** Number of queues the device has. */
+  get queueCount(): number {
+    return this.queues.length;
+  }
+
+  /** True once the driver set DRIVER_OK and the device has not been reset since. */
+  get driverOk(): boolean {
+    return (this.statusValue & DeviceStatus.DRIVER_OK) !== 0;
+  }
+
+  /** 32 bits of the offered features, page `page` (bits 32*page .. 32*page+31). */
+  deviceFeaturesPage(page: number): number {
+    if (!Number.isInteger(page) || page < 0 || page > 3) return 0;
+    const features = this.legacy ? this.offeredFeatures & 0xffffffffn : this.offeredFeatures;
+    return Number((features >> BigInt(32 * page)) & 0xffffffffn);
+  }
+
+  /** The driver writes 32 bits of its feature set. Ignored once FEATURES_OK is set (spec 3.1.1). */
+  writeDriverFeaturesPage(page: number, value: number): void {
+    const locked = this.legacy ? this.driverOk : (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
+    if (locked || !Number.isInteger(page) || page < 0 || page > 3 || (this.legacy && page !== 0)) {
+      this.violations.features++;
+      return;
+    }
+    const shift = BigInt(32 * page);
+    this.driverFeatures = (this.driverFeatures & ~(0xffffffffn << shift)) | (BigInt(value >>> 0) << shift);
+  }
+
+  /**
+   * The driver writes the status field. 0 resets the device. Otherwise the
+   * write may only add bits, in the order of the initialisation sequence
+   * (spec 3.1.1); anything else is ignored and counted. FEATURES_OK is kept only
+   * if the features are acceptable; DRIVER_OK activates the device.
+   */
+  writeStatus(value: number): void {
+    value &= 0xff;
+    if (value === 0) {
+      this.reset();
+      return;
+    }
+    const old = this.statusValue;
+    const wanted = value & ~DeviceStatus.DEVICE_NEEDS_RESET;
+    const added = wanted & ~old;
+    if ((old & ~DeviceStatus.DEVICE_NEEDS_RESET & ~wanted) !== 0 || !this.inSequence(wanted)) {
+      this.violations.status++;
+      return;
+    }
+    let next = (old & DeviceStatus.DEVICE_NEEDS_RESET) | wanted;
+    if ((added & DeviceStatus.FEATURES_OK) !== 0 && !this.featuresAcceptable()) {
+      next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+    }
+    this.statusValue = next;
+    if ((added & DeviceStatus.DRIVER_OK) !== 0 && (next & DeviceStatus.DRIVER_OK) !== 0) this.activate();
+  }
+
+  /** The configuration of queue `index`, or undefined if there is no such queue. */
+  queueSlot(index: number): Readonly<QueueSlot> | undefined {
+    return this.queues[index];
+  }
+
+  /**
+   * The driver programs part of queue `index`'s configuration. Refused (and
+   * counted) for absent queues and for enabled ones (spec 4.1.4.3.2, 4.2.2.2).
+   */
+  setQueueConfig(index: number, change: Partial<QueueConfig>): boolean {
+    const slot = this.queues[index];
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+      this.violations.queue++;
+      return false;
+    }
+    if (change.size !== undefined) slot.size = change.size;
+    if (change.descAddr !== undefined) slot.descAddr = change.descAddr;
+    if (change.driverAddr !== undefined) slot.driverAddr = change.driverAddr;
+    if (change.deviceAddr !== undefined) slot.deviceAddr = change.deviceAddr;
+    return true;
+  }
+
+  /**
+   * The driver enables queue `index`. The configuration is checked now: a size
+   * above the maximum, a split size that is not a power of two, or areas outside
+   * guest memory leave the queue disabled and set DEVICE_NEEDS_RESET. After
+   * DRIVER_OK (re-enabling after a queue reset) the queue starts at once.
+   */
+  enableQueue(index: number): boolean {
+    const slot = this.queues[index];
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+      this.violations.queue++;
+      return false;
+    }
+    const packed = hasFeature(this.driverFeatures, VIRTIO_F_RING_PACKED);
+    const problem =
+      slot.size > slot.maxSize
+        ? `queue ${index}: size ${slot.size} is above the maximum ${slot.maxSize}`
+        : queueConfigProblem(this.memory, slot, packed);
+    if (problem !== undefined) {
+      this.needsReset(problem.startsWith('queue') ? problem : `queue ${index}: ${problem}`);
+      return false;
+    }
+    slot.enabled = true;
+    if (this.activation === 'active' && this.driverOk) {
+      const queue = this.startQueue(index, slot, undefined);
+      if (queue !== undefined) this.guard(() => this.device.enableQueue?.(index, queue), 'enableQueue');
+    }
+    return true;
+  }
+
+  /** VIRTIO_F_RING_RESET: the driver resets queue `index` (spec 2.6.1). */
+  resetQueue(index: number): void {
+    const slot = this.queues[index];
+    if (slot === undefined || slot.maxSize === 0) {
+      this.violations.queue++;
+      return;
+    }
+    const wasRunning = slot.queue !== undefined;
+    slot.queue?.detach();
+    this.clearSlot(slot);
+    if (wasRunning) this.guard(() => this.device.resetQueue?.(index), 'resetQueue');
+  }
+
+  /** Copies configuration bytes into `data`; false (and zeros) if the range is outside the configuration space. */
+  readConfig(offset: number, data: Uint8Array): boolean {
+    if (!this.configRange(offset, data.length)) {
+      data.fill(0);
+      return false;
+    }
+    if (!this.guard(() => this.device.readConfig(offset, data), 'readConfig')) data.fill(0);
+    return true;
+  }
+
+  /** Applies a driver configuration write; false if outside the configuration space. */
+  writeConfig(offset: number, data: Uint8Array): boolean {
+    if (!this.configRange(offset, data.length)) return false;
+    this.guard(() => this.device.writeConfig(offset, data), 'writeConfig');
+    return true;
+  }
+
+  /** An available buffer notification for queue `index`, with its notification data if negotiated (spec 2.9). */
+  notify(index: number, data?: number): void {
+    const slot = this.queues[index];
+    if (slot === undefined || !slot.enabled || !this.driverOk) {
+      this.violations.notify++;
+      return;
+    }
+    if (data !== undefined && hasFeature(this.driverFeatures, VIRTIO_F_NOTIFICATION_DATA)) slot.queue?.setNotificationData(data);
+    if (this.activation === 'activating') {
+      this.pendingNotify.add(index);
+      return;
+    }
+    if (this.activation === 'active') this.guard(() => this.device.notify(index), 'notify');
+  }
+
+  /** The device's configuration changed (spec 2.5): new generation, and an interrupt after DRIVER_OK. */
+  configChanged(): void {
+    this.configGeneration = (this.configGeneration + 1) >>> 0;
+    if (this.driverOk) this.interrupts.config();
+  }
+
+  /**
+   * Sets DEVICE_NEEDS_RESET (spec 2.1.2) and, after DRIVER_OK, sends a
+   * configuration change notification as spec 2.1.2.1 requires.
+   */
+  needsReset(reason: string): void {
+    this.needsResetReason = reason;
+    this.log(`DEVICE_NEEDS_RESET: ${reason}`);
+    if ((this.statusValue & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
+    this.statusValue |= DeviceStatus.DEVICE_NEEDS_RESET;
+    if (this.driverOk) this.interrupts.config();
+  }
+
+  /** Device reset (status 0, or a transport-specific reset): queues detach, the device forgets everything. */
+  reset(): void {
+    this.abort?.abort();
+    this.abort = undefined;
+    for (const slot of this.queues) {
+      slot.queue?.detach();
+      this.clearSlot(slot);
+    }
+    const wasActive = this.activation !== 'inactive';
+    this.activation = 'inactive';
+    this.pendingNotify.clear();
+    this.statusValue = 0;
+    this.driverFeatures = 0n;
+    this.needsResetReason = undefined;
+    if (wasActive) this.guard(() => this.device.reset(), 'reset');
+  }
+
+  /** Saves status, features, queues and device state. Only while no chain is in flight. */
+  snapshot(): VirtioCoreSnapshot {
+    for (const slot of this.queues) {
+      if ((slot.queue?.inFlight ?? 0) > 0) throw new Error('snapshot: requests are in flight; quiesce the device first');
+    }
+    return {
+      status: this.statusValue,
+      driverFeatures: this.driverFeatures.toString(16),
+      configGeneration: this.configGeneration,
+      queues: this.queues.map((slot) => ({
+        size: slot.size,
+        descAddr: slot.descAddr,
+        driverAddr: slot.driverAddr,
+        deviceAddr: slot.deviceAddr,
+        enabled: slot.enabled,
+        position: slot.queue?.position(),
+      })),
+      device: this.device.snapshot?.(),
+    };
+  }
+
+  /** Restores a {@link VirtioCoreSnapshot} into a reset core, reactivating the device if it was running. */
+  restore(snapshot: VirtioCoreSnapshot): void {
+    this.reset();
+    this.driverFeatures = BigInt(`0x${snapshot.driverFeatures}`);
+    this.configGeneration = snapshot.configGeneration;
+    snapshot.queues.forEach((saved, index) => {
+      const slot = this.queues[index];
+      if (slot === undefined) return;
+      slot.size = saved.size;
+      slot.descAddr = saved.descAddr;
+      slot.driverAddr = saved.driverAddr;
+      slot.deviceAddr = saved.deviceAddr;
+      slot.enabled = saved.enabled;
+    });
+    if (snapshot.device !== undefined) this.device.restore?.(snapshot.device);
+    this.statusValue = snapshot.status;
+    if (this.driverOk) {
+      this.activate(new Map(snapshot.queues.map((q, i) => [i, q.position] as const)));
+    }
+  }
+
+  private inSequence(status: number): boolean {
+    const has = (bit: number): boolean => (status & bit) !== 0;
+    if (has(DeviceStatus.DRIVER) && !has(DeviceStatus.ACKNOWLEDGE)) return false;
+    if (has(DeviceStatus.FEATURES_OK) && (this.legacy || !has(DeviceStatus.DRIVER))) return false;
+    if (has(DeviceStatus.DRIVER_OK) && !has(this.legacy ? DeviceStatus.DRIVER : DeviceStatus.FEATURES_OK)) return false;
+    return true;
+  }
+
+  private featuresAcceptable(): boolean {
+    const f = this.driverFeatures;
+    const unoffered = f & ~this.offeredFeatures;
+    if (unoffered !== 0n) {
+      this.log(`FEATURES_OK refused: driver asked for unoffered features 0x${unoffered.toString(16)}`);
+      return false;
+    }
+    if (!hasFeature(f, VIRTIO_F_VERSION_1)) {
+      this.log('FEATURES_OK refused: VIRTIO_F_VERSION_1 not accepted on a modern interface');
+      return false;
+    }
+    let accepted = true;
+    if (!this.guard(() => (accepted = this.device.acceptFeatures?.(f) ?? true), 'acceptFeatures')) return false;
+    if (!accepted) this.log(`FEATURES_OK refused by the device for features 0x${f.toString(16)}`);
+    return accepted;
+  }
+
+  private activate(start?: ReadonlyMap<number, QueuePosition | undefined>): void {
+    // A legacy driver never passes FEATURES_OK: keep only what was offered, in 32 bits.
+    if (this.legacy) this.driverFeatures &= this.offeredFeatures & 0xffffffffn;
+    const queues = new Map<number, Virtqueue>();
+    for (let index = 0; index < this.queues.length; index++) {
+      const slot = this.queues[index] as QueueSlot;
+      if (!slot.enabled) continue;
+      const queue = this.startQueue(index, slot, start?.get(index));
+      if (queue === undefined) return;
+      queues.set(index, queue);
+    }
+    const abort = new AbortController();
+    this.abort = abort;
+    this.activation = 'activating';
+    const context: ActivationContext = {
+      memory: this.memory,
+      features: this.driverFeatures,
+      queues,
+      signal: abort.signal,
+      sharedMemory: this.sharedMemory,
+      configChanged: () => this.configChanged(),
+      needsReset: (reason) => this.needsReset(reason),
+    };
+    const fail = (error: unknown): void => {
+      if (abort.signal.aborted) return;
+      this.activation = 'inactive';
+      this.needsReset(`activation failed: ${describe(error)}`);
+    };
+    const done = (): void => {
+      if (abort.signal.aborted || this.activation !== 'activating') return;
+      this.activation = 'active';
+      const pending = [...this.pendingNotify];
+      this.pendingNotify.clear();
+      for (const index of pending) this.guard(() => this.device.notify(index), 'notify');
+    };
+    try {
+      const result = this.device.activate(context);
+      if (result instanceof Promise) result.then(done, fail);
+      else done();
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  private startQueue(index: number, slot: QueueSlot, start: QueuePosition | undefined): Virtqueue | undefined {
+    try {
+      slot.queue = createVirtqueue(this.memory, slot, {
+        index,
+        features: this.driverFeatures,
+        hooks: { interrupt: () => this.interrupts.queue(index), corrupt: (reason) => this.needsReset(reason) },
+        ...(start === undefined ? {} : { start }),
+      });
+      return slot.queue;
+    } catch (error) {
+      this.needsReset(describe(error));
+      return undefined;
+    }
+  }
+
+  private clearSlot(slot: QueueSlot): void {
+    slot.queue = undefined;
+    slot.enabled = false;
+    slot.size = slot.maxSize;
+    slot.descAddr = 0;
+    slot.driverAddr = 0;
+    slot.deviceAddr = 0;
+  }
+
+  private configRange(offset: number, length: number): boolean {
+    const ok = Number.isInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.device.configSize;
+    if (!ok) this.violations.config++;
+    return ok;
+  }
+
+  /** Runs a device callback; a throw becomes DEVICE_NEEDS_RESET instead of reaching the event loop. */
+  private guard(call: () => void, what: string): boolean {
+    try {
+      call();
+      return true;
+    } catch (error) {
+      this.needsReset(`device ${what} failed: ${describe(error)}`);
+      return false;
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

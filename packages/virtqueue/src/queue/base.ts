@@ -1,0 +1,171 @@
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { Chain, type DescriptorChain } from './chain.js';
+import type { QueueHooks, QueuePosition, Virtqueue } from './virtqueue.js';
+
+/** Options every layout shares, derived from the negotiated features. */
+export interface QueueLayoutOptions {
+  readonly index: number;
+  readonly eventIdx: boolean;
+  readonly indirect: boolean;
+  readonly inOrder: boolean;
+}
+
+/**
+ * The layout-independent half of a virtqueue: the chain pool, in-order
+ * completion, batching and the detached/broken states. Subclasses read and write
+ * the rings.
+ */
+export abstract class VirtqueueBase implements Virtqueue {
+  readonly index: number;
+  readonly size: number;
+  abstract readonly packed: boolean;
+  inFlight = 0;
+  broken = false;
+  detached = false;
+  notificationData = -1;
+  protected readonly memory: GuestMemory;
+  protected readonly hooks: QueueHooks;
+  protected readonly eventIdx: boolean;
+  protected readonly indirect: boolean;
+  protected readonly inOrder: boolean;
+  /** Largest indirect table, in descriptors. QEMU's limit: Linux sizes tables by the request, not the queue. */
+  protected readonly maxIndirect: number;
+  protected notificationsEnabled = true;
+  /** Used entries written since the last flush. */
+  protected batch = 0;
+  protected lastPopped: Chain | null = null;
+  private readonly pool: Chain[] = [];
+  private popSeq = 0;
+  private completeSeq = 0;
+  private held: (Chain | undefined)[] = [];
+  private heldLen: Uint32Array | undefined;
+
+  protected constructor(memory: GuestMemory, size: number, hooks: QueueHooks, options: QueueLayoutOptions) {
+    this.memory = memory;
+    this.size = size;
+    this.hooks = hooks;
+    this.index = options.index;
+    this.eventIdx = options.eventIdx;
+    this.indirect = options.indirect;
+    this.inOrder = options.inOrder;
+    this.maxIndirect = Math.max(size, 1024);
+  }
+
+  pop(): DescriptorChain | null {
+    if (this.broken || this.detached) return null;
+    const chain = this.popChain();
+    this.lastPopped = chain;
+    return chain;
+  }
+
+  undoPop(chain: DescriptorChain): void {
+    if (chain !== this.lastPopped || this.lastPopped === null) {
+      throw new Error('undoPop: only the chain returned by the latest pop() can be given back');
+    }
+    const c = this.lastPopped;
+    this.lastPopped = null;
+    if (this.detached) return;
+    this.rewind(c);
+    this.popSeq--;
+    this.release(c);
+  }
+
+  addUsed(chain: DescriptorChain, len: number): void {
+    const c = chain as Chain;
+    if (c.owner !== this || !c.inFlight) {
+      throw new Error('addUsed: the chain was not popped from this queue, or was already completed');
+    }
+    if (c === this.lastPopped) this.lastPopped = null;
+    if (this.detached) {
+      this.release(c);
+      return;
+    }
+    const written = len > 0 ? Math.min(Math.trunc(len), c.writableLength) : 0;
+    if (!this.inOrder || c.seq === this.completeSeq) {
+      this.writeUsed(c, written);
+      this.completeSeq = c.seq + 1;
+      this.release(c);
+      if (this.inOrder) this.releaseHeld();
+      return;
+    }
+    this.hold(c, written);
+  }
+
+  flush(): boolean {
+    if (this.detached || this.batch === 0) return false;
+    const notify = this.publish();
+    this.batch = 0;
+    if (notify) this.hooks.interrupt();
+    return notify;
+  }
+
+  setNotificationData(data: number): void {
+    this.notificationData = data >>> 0;
+  }
+
+  detach(): void {
+    this.detached = true;
+    this.lastPopped = null;
+    this.held = [];
+  }
+
+  abstract enableNotification(): boolean;
+  abstract disableNotification(): void;
+  abstract position(): QueuePosition;
+
+  /** Reads and validates the next chain, or returns null. */
+  protected abstract popChain(): Chain | null;
+  /** Moves the ring cursor back over `chain`, the latest one popped. */
+  protected abstract rewind(chain: Chain): void;
+  /** Writes one used entry (staged: not yet visible to the driver). */
+  protected abstract writeUsed(chain: Chain, len: number): void;
+  /** Makes staged entries visible; returns whether the driver wants an interrupt. */
+  protected abstract publish(): boolean;
+
+  /** A pooled chain, cleared and marked in flight. */
+  protected takeChain(id: number): Chain {
+    const chain = this.pool.pop() ?? new Chain(this);
+    chain.begin(this.memory, id);
+    chain.inFlight = true;
+    chain.seq = this.popSeq;
+    this.popSeq++;
+    this.inFlight++;
+    return chain;
+  }
+
+  /** The ring is corrupt: stop serving it and tell the transport. */
+  protected corrupt(reason: string): null {
+    if (!this.broken) {
+      this.broken = true;
+      this.hooks.corrupt(`queue ${this.index}: ${reason}`);
+    }
+    return null;
+  }
+
+  private release(c: Chain): void {
+    c.inFlight = false;
+    this.inFlight--;
+    this.pool.push(c);
+  }
+
+  private hold(c: Chain, len: number): void {
+    if (this.heldLen === undefined) this.heldLen = new Uint32Array(this.size);
+    const slot = c.seq % this.size;
+    this.held[slot] = c;
+    this.heldLen[slot] = len;
+  }
+
+  private releaseHeld(): void {
+    const heldLen = this.heldLen;
+    if (heldLen === undefined) return;
+    for (;;) {
+      const slot = this.completeSeq % this.size;
+      const c = this.held[slot];
+      if (c === undefined || c.seq !== this.completeSeq) return;
+      this.held[slot] = undefined;
+      this.writeUsed(c, heldLen[slot] as number);
+      this.completeSeq++;
+      this.release(c);
+    }
+  }
+}

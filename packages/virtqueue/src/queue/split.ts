@@ -1,0 +1,192 @@
+import type { GuestMemory, GuestMemoryRegion } from '../memory/guest-memory.js';
+import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../constants.js';
+import { VirtqueueBase, type QueueLayoutOptions } from './base.js';
+import type { Chain } from './chain.js';
+import { ChainFault } from './fault.js';
+import { ringU16, ringU32 } from './ring-view.js';
+import type { QueueConfig, QueueHooks, QueuePosition } from './virtqueue.js';
+
+/** Largest address expressible in a JavaScript number without loss, as the high word of a u64. */
+const MAX_ADDR_HI = 0x1fffff;
+const TWO_32 = 4294967296;
+
+/** Bytes of each split-ring area for `size` entries (spec 2.7: 16*size, 6+2*size, 6+8*size). */
+export function splitRingSizes(size: number): { desc: number; avail: number; used: number } {
+  return { desc: 16 * size, avail: 6 + 2 * size, used: 6 + 8 * size };
+}
+
+/**
+ * The device side of a split virtqueue (spec 2.7): reads the descriptor table
+ * and available ring, writes the used ring.
+ */
+export class SplitVirtqueue extends VirtqueueBase {
+  readonly packed = false;
+  private readonly mask: number;
+  private readonly desc32: Uint32Array;
+  private readonly desc16: Uint16Array;
+  /** avail: [0] flags, [1] idx, [2 + i] ring[i], [2 + size] used_event. */
+  private readonly avail16: Uint16Array;
+  /** used: [0] flags, [1] idx, [2 + 4 * size] avail_event. */
+  private readonly used16: Uint16Array;
+  /** used: [1 + 2 * i] ring[i].id, [2 + 2 * i] ring[i].len. */
+  private readonly used32: Uint32Array;
+  private lastAvailIdx: number;
+  private usedIdx: number;
+  /** Entries known to be available beyond lastAvailIdx (a shadow of avail->idx). */
+  private availPending = 0;
+  private signalledUsed = 0;
+  private signalledValid = false;
+
+  /** Creates the queue; `config` must have been checked with {@link splitConfigProblem}. */
+  constructor(memory: GuestMemory, config: QueueConfig, hooks: QueueHooks, options: QueueLayoutOptions, start?: QueuePosition) {
+    super(memory, config.size, hooks, options);
+    const sizes = splitRingSizes(config.size);
+    this.mask = config.size - 1;
+    this.desc32 = ringU32(memory, config.descAddr, sizes.desc);
+    this.desc16 = ringU16(memory, config.descAddr, sizes.desc);
+    this.avail16 = ringU16(memory, config.driverAddr, sizes.avail);
+    this.used16 = ringU16(memory, config.deviceAddr, sizes.used);
+    this.used32 = ringU32(memory, config.deviceAddr, sizes.used);
+    this.lastAvailIdx = (start?.availIndex ?? 0) & 0xffff;
+    this.usedIdx = (start?.usedIndex ?? 0) & 0xffff;
+    this.signalledUsed = this.usedIdx;
+  }
+
+  position(): QueuePosition {
+    return { availIndex: this.lastAvailIdx, availWrapCounter: false, usedIndex: this.usedIdx, usedWrapCounter: false };
+  }
+
+  enableNotification(): boolean {
+    this.notificationsEnabled = true;
+    if (this.detached) return false;
+    if (!this.eventIdx) Atomics.store(this.used16, 0, (this.used16[0] as number) & ~VIRTQ_USED_F_NO_NOTIFY);
+    return this.rearm();
+  }
+
+  disableNotification(): void {
+    this.notificationsEnabled = false;
+    // With EVENT_IDX a stale avail_event already keeps the driver quiet (spec 2.7.10).
+    if (!this.eventIdx && !this.detached) Atomics.store(this.used16, 0, (this.used16[0] as number) | VIRTQ_USED_F_NO_NOTIFY);
+  }
+
+  protected popChain(): Chain | null {
+    if (this.availPending === 0 && !this.refreshAvail()) {
+      if (!this.notificationsEnabled || !this.rearm()) return null;
+    }
+    if (this.inFlight >= this.size) return this.corrupt('the driver made more buffers available than the queue holds');
+    const slot = this.lastAvailIdx & this.mask;
+    const head = this.avail16[2 + slot] as number;
+    if (head > this.mask) return this.corrupt(`available ring entry ${slot} names descriptor ${head}, beyond the queue size`);
+    this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
+    this.availPending--;
+    const chain = this.takeChain(head);
+    const fault = this.walk(chain, head);
+    if (fault !== ChainFault.NONE) chain.refuse(fault);
+    chain.rewind();
+    return chain;
+  }
+
+  protected rewind(_chain: Chain): void {
+    this.lastAvailIdx = (this.lastAvailIdx - 1) & 0xffff;
+    this.availPending++;
+  }
+
+  protected writeUsed(chain: Chain, len: number): void {
+    const slot = this.usedIdx & this.mask;
+    this.used32[1 + 2 * slot] = chain.id;
+    this.used32[2 + 2 * slot] = len;
+    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    this.batch++;
+  }
+
+  protected publish(): boolean {
+    // A seq-cst store orders the entries before idx and the idx before the
+    // used_event / flags load below (spec 2.7.8.2, 2.7.10).
+    Atomics.store(this.used16, 1, this.usedIdx);
+    if (!this.eventIdx) return ((Atomics.load(this.avail16, 0) as number) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    const usedEvent = Atomics.load(this.avail16, 2 + this.size) as number;
+    const old = this.signalledUsed;
+    const valid = this.signalledValid;
+    this.signalledUsed = this.usedIdx;
+    this.signalledValid = true;
+    // vring_need_event (spec 2.7.10): interrupt if used_event lies in [old, new).
+    return !valid || ((this.usedIdx - usedEvent - 1) & 0xffff) < ((this.usedIdx - old) & 0xffff);
+  }
+
+  /** Reloads avail->idx; returns whether entries are pending. */
+  private refreshAvail(): boolean {
+    const availIdx = Atomics.load(this.avail16, 1) as number;
+    const pending = (availIdx - this.lastAvailIdx) & 0xffff;
+    if (pending > this.size) {
+      this.corrupt(`available index moved from ${this.lastAvailIdx} to ${availIdx}, more than the queue size`);
+      return false;
+    }
+    this.availPending = pending;
+    return pending !== 0;
+  }
+
+  /** Tells the driver where to notify next, then closes the race with a re-check (spec 2.7.10). */
+  private rearm(): boolean {
+    if (this.eventIdx) Atomics.store(this.used16, 2 + 4 * this.size, this.lastAvailIdx);
+    return !this.broken && this.refreshAvail();
+  }
+
+  /**
+   * Walks the chain from `head`, at most `size` descriptors in the table and at
+   * most the table's length in an indirect table, so a loop ends (spec 2.7.5.3.1).
+   */
+  private walk(chain: Chain, head: number): ChainFault {
+    const memory = this.memory;
+    const desc32 = this.desc32;
+    const desc16 = this.desc16;
+    let index = head;
+    let budget = this.size;
+    for (;;) {
+      if (budget-- === 0) return ChainFault.CHAIN_TOO_LONG;
+      const lo = desc32[index * 4] as number;
+      const hi = desc32[index * 4 + 1] as number;
+      const len = desc32[index * 4 + 2] as number;
+      const flags = desc16[index * 8 + 6] as number;
+      chain.descriptorCount++;
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) return this.walkIndirect(chain, lo, hi, len, flags);
+      if (hi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
+      const fault = chain.addBuffer(memory, hi * TWO_32 + lo, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      if (fault !== ChainFault.NONE) return fault;
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
+      index = desc16[index * 8 + 7] as number;
+      if (index > this.mask) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
+    }
+  }
+
+  /** An indirect table ends the chain (spec 2.7.5.3.2: direct descriptors, then at most one indirect). */
+  private walkIndirect(chain: Chain, lo: number, hi: number, len: number, flags: number): ChainFault {
+    if (!this.indirect) return ChainFault.INDIRECT_NOT_NEGOTIATED;
+    if ((flags & VIRTQ_DESC_F_NEXT) !== 0) return ChainFault.INDIRECT_WITH_NEXT;
+    if (len === 0 || len % 16 !== 0 || len / 16 > this.maxIndirect) return ChainFault.INDIRECT_TABLE_SIZE;
+    if (hi > MAX_ADDR_HI) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
+    const tableAddr = hi * TWO_32 + lo;
+    const regionIndex = this.memory.regionIndexOf(tableAddr, len, 'read');
+    if (regionIndex < 0) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
+    const region = this.memory.regions[regionIndex] as GuestMemoryRegion;
+    const view = region.view;
+    const base = tableAddr - region.guestAddress;
+    const count = len / 16;
+    let index = 0;
+    for (let budget = count; ; ) {
+      if (budget-- === 0) return ChainFault.CHAIN_TOO_LONG;
+      const at = base + index * 16;
+      const dlo = view.getUint32(at, true);
+      const dhi = view.getUint32(at + 4, true);
+      const dlen = view.getUint32(at + 8, true);
+      const dflags = view.getUint16(at + 12, true);
+      chain.descriptorCount++;
+      if ((dflags & VIRTQ_DESC_F_INDIRECT) !== 0) return ChainFault.NESTED_INDIRECT;
+      if (dhi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
+      const fault = chain.addBuffer(this.memory, dhi * TWO_32 + dlo, dlen, (dflags & VIRTQ_DESC_F_WRITE) !== 0);
+      if (fault !== ChainFault.NONE) return fault;
+      if ((dflags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
+      index = view.getUint16(at + 14, true);
+      if (index >= count) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
+    }
+  }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build, test and demo virtio-ts:
+# the Debian packages the guest tests and the demo use (QEMU, a stock kernel,
+# busybox, pciutils, acpica-tools), pnpm at the version package.json pins, and
+# the workspace's dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+pnpm_version=$(node -p "require('./package.json').packageManager.split('@')[1]")
+if [ "$(pnpm --version 2>/dev/null || true)" != "$pnpm_version" ]; then
+  echo "setup: installing pnpm $pnpm_version"
+  npm install -g "pnpm@$pnpm_version" --silent
+fi
+pnpm install --frozen-lockfile
