@@ -1,2 +1,3 @@
 export type { DriverTransport, InterruptCause } from './transport.js';
 export { CoreTransport, type CoreTransportOptions } from './transports/core.js';
+export { LOOPBACK_DEVICE_ID, LoopbackDevice, type LoopbackDeviceOptions } from './loopback-device.js';
