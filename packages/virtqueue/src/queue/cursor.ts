@@ -104,7 +104,8 @@ abstract class ChainCursor {
       const n = this.take(len - done);
       const at = this.at - n;
       const bytes = this.bytes;
-      if (n <= SHORT_COPY) {
+      // Same backing buffer: set() copies as if through a temporary, so overlapping ranges stay right.
+      if (n <= SHORT_COPY && other.buffer !== bytes.buffer) {
         const o = offset + done;
         if (toChain) for (let i = 0; i < n; i++) bytes[at + i] = other[o + i] as number;
         else for (let i = 0; i < n; i++) other[o + i] = bytes[at + i] as number;
