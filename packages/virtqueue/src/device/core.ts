@@ -284,8 +284,21 @@ export class VirtioCore {
    * again. Ignored (and counted) unless VIRTIO_F_RING_RESET was negotiated.
    */
   resetQueue(index: number): void {
+    if (!hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+      this.violations.queue++;
+      return;
+    }
+    this.disableQueue(index);
+  }
+
+  /**
+   * Stops queue `index` and returns its configuration to the defaults, whatever
+   * was negotiated: a transport's own way of disabling a queue (MMIO QueueReady
+   * 0, a legacy queue address of 0). The device never touches the old rings again.
+   */
+  disableQueue(index: number): void {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || !hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+    if (slot === undefined || slot.maxSize === 0) {
       this.violations.queue++;
       return;
     }
