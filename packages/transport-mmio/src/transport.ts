@@ -20,6 +20,7 @@ import {
   READ,
   WRITE,
   registerAccess,
+  registerBlockSize,
   type MmioVersion,
 } from './registers.js';
 
@@ -47,8 +48,7 @@ export interface MmioTransportOptions {
   readonly vendorId?: number;
   /**
    * Size of the register block in bytes: a power of two holding the 0x100 bytes
-   * of control registers and the configuration space. Defaults to the smallest
-   * such size of at least 0x200.
+   * of control registers and the configuration space. Defaults to {@link registerBlockSize}.
    */
   readonly size?: number;
   /**
@@ -134,7 +134,7 @@ export class MmioTransport {
     this.version = options.version ?? 2;
     if (this.version !== 1 && this.version !== 2) throw new RangeError(`virtio-mmio version ${String(this.version)} is not 1 or 2`);
     const needed = Reg.Config + device.configSize;
-    this.size = options.size ?? Math.max(0x200, 2 ** Math.ceil(Math.log2(needed)));
+    this.size = options.size ?? registerBlockSize(device.configSize);
     if (!Number.isSafeInteger(this.size) || (this.size & (this.size - 1)) !== 0 || this.size < needed) {
       throw new RangeError(`register block size ${this.size} must be a power of two of at least 0x${needed.toString(16)} bytes`);
     }
