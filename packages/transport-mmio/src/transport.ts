@@ -423,7 +423,7 @@ export class MmioTransport {
   /** The driver stops using a queue (QueueReady or QueuePFN set to 0): the device must not touch it any more. */
   private stopQueue(index: number): void {
     if (this.core.queueSlot(index)?.enabled !== true) return;
-    this.core.resetQueue(index);
+    this.core.disableQueue(index);
     this.addressWords.delete(index);
     if (index < this.queuePfn.length) this.queuePfn[index] = 0;
   }
