@@ -111,7 +111,8 @@ export class MmioTransport {
   private readonly access: Uint8Array;
   private readonly configBytes = new Uint8Array(4);
   private readonly configView = new DataView(this.configBytes.buffer);
-  private readonly configSlices = [this.configBytes.subarray(0, 0), this.configBytes.subarray(0, 1), this.configBytes.subarray(0, 2), undefined, this.configBytes];
+  /** Views of `configBytes` indexed by access size, so configuration accesses allocate nothing. */
+  private readonly configAccessBytes = [undefined, this.configBytes.subarray(0, 1), this.configBytes.subarray(0, 2), undefined, this.configBytes];
   private interruptStatusValue = 0;
   private level = false;
   private deviceFeaturesSel = 0;
@@ -165,11 +166,6 @@ export class MmioTransport {
     this.queuePfn = new Uint32Array(queues);
     this.description = { baseAddress, size: this.size, interrupt: irq.number, deviceType: device.deviceType };
     this.notifyAddress = baseAddress + Reg.QueueNotify;
-  }
-
-  /** InterruptStatus: the events the driver has not acknowledged yet. */
-  get interruptStatus(): number {
-    return this.interruptStatusValue;
   }
 
   /** Whether the interrupt line is asserted (exactly when InterruptStatus is non-zero). */
@@ -338,7 +334,7 @@ export class MmioTransport {
       this.violations.offset++;
       return undefined;
     }
-    const bytes = size === 1 || size === 2 || size === 4 ? this.configSlices[size] : undefined;
+    const bytes = size === 1 || size === 2 || size === 4 ? this.configAccessBytes[size] : undefined;
     if (bytes === undefined || offset % size !== 0) {
       this.violations.width++;
       return undefined;
