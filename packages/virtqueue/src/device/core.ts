@@ -262,10 +262,13 @@ export class VirtioCore {
    * above the maximum, a split size that is not a power of two, or areas outside
    * guest memory leave the queue disabled and set DEVICE_NEEDS_RESET. After
    * DRIVER_OK (re-enabling after a queue reset) the queue starts at once.
+   * Before FEATURES_OK the request is ignored and counted: the ring layout
+   * depends on features that are not final yet (spec 3.1.1 sets queues up after FEATURES_OK).
    */
   enableQueue(index: number): boolean {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    const featuresFinal = this.legacy || (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled || !featuresFinal) {
       this.violations.queue++;
       return false;
     }
