@@ -26,3 +26,11 @@ export function patterned(length: number, seed = 0): Uint8Array {
   for (let i = 0; i < length; i++) bytes[i] = (i * 7 + (i >> 9) * 13 + seed) & 0xff;
   return bytes;
 }
+
+/** Asserts two byte arrays are equal, reporting the first difference (vitest's deep equality is slow on megabytes). */
+export function expectBytes(actual: Uint8Array, expected: Uint8Array, what = 'bytes'): void {
+  if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) throw new Error(`${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
+  }
+}
