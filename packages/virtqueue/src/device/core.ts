@@ -220,7 +220,11 @@ export class VirtioCore {
       next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
     }
     this.statusValue = next;
-    if ((added & DeviceStatus.DRIVER_OK) !== 0 && (next & DeviceStatus.DRIVER_OK) !== 0) this.activate();
+    // A device that already set DEVICE_NEEDS_RESET (a queue the driver could not enable) stays
+    // in its error state until reset (spec 2.1.2): it does not start serving.
+    if ((added & DeviceStatus.DRIVER_OK) !== 0 && (next & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) === DeviceStatus.DRIVER_OK) {
+      this.activate();
+    }
   }
 
   /** The configuration of queue `index`, or undefined if there is no such queue. */
@@ -274,8 +278,25 @@ export class VirtioCore {
     return true;
   }
 
-  /** VIRTIO_F_RING_RESET: the driver resets queue `index` (spec 2.6.1). */
+  /**
+   * VIRTIO_F_RING_RESET: the driver resets queue `index` (spec 2.6.1): the queue
+   * stops and returns to its initial state, ready to be configured and enabled
+   * again. Ignored (and counted) unless VIRTIO_F_RING_RESET was negotiated.
+   */
   resetQueue(index: number): void {
+    if (!hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+      this.violations.queue++;
+      return;
+    }
+    this.disableQueue(index);
+  }
+
+  /**
+   * Stops queue `index` and returns its configuration to the defaults, whatever
+   * was negotiated: a transport's own way of disabling a queue (MMIO QueueReady
+   * 0, a legacy queue address of 0). The device never touches the old rings again.
+   */
+  disableQueue(index: number): void {
     const slot = this.queues[index];
     if (slot === undefined || slot.maxSize === 0) {
       this.violations.queue++;
