@@ -8,6 +8,7 @@ import {
   DeviceStatus,
   RING_EVENT_FLAGS_DESC,
   VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_RING_PACKED,
   hasFeature,
@@ -20,7 +21,10 @@ import { BlkConfigOffset, VIRTIO_BLK_F_MQ } from '../src/index.js';
 export interface GuestOptions {
   /** Use the packed layout (must be offered). */
   readonly packed?: boolean;
-  /** Features to accept, masked with what the device offers. Defaults to all offered except RING_PACKED unless `packed`. */
+  /**
+   * Features to accept, masked with what the device offers. Defaults, like
+   * Linux 6.1, to all offered except IN_ORDER, and RING_PACKED unless `packed`.
+   */
   readonly accept?: bigint;
   /** Queue size; defaults to the device maximum. */
   readonly queueSize?: number;
@@ -101,7 +105,7 @@ export class BlkGuest {
     transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
     const offered = transport.readDeviceFeatures();
     const packedBit = featureBit(VIRTIO_F_RING_PACKED);
-    const wanted = options.accept ?? (options.packed === true ? offered : offered & ~packedBit);
+    const wanted = options.accept ?? (options.packed === true ? offered : offered & ~packedBit) & ~featureBit(VIRTIO_F_IN_ORDER);
     const features = offered & wanted;
     transport.writeDriverFeatures(features);
     transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);

@@ -17,11 +17,11 @@ import {
   VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
 } from '../src/index.js';
 import { CANARY, header, segments } from './guest.js';
-import { patterned, rig } from './setup.js';
+import { TRANSPORTS, patterned, rig } from './setup.js';
 
-describe.each([false, true])('requests (packed=%s)', (packed) => {
+describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [transport, packed] as const)))('requests over %s (packed=%s)', (transport, packed) => {
   it('spec 5.2.6: IN reads whole sectors; the used length is the data plus the status byte', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 3, inLen: 1024 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
     expect(c.len).toBe(1025);
@@ -29,7 +29,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6: OUT writes whole sectors and reads back', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const data = patterned(2048, 99);
     const w = await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 10, out: data });
     expect(w.status).toBe(VIRTIO_BLK_S_OK);
@@ -40,7 +40,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 2.7.4: no framing is assumed — header, data and status split anywhere, or all in one descriptor each way', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const data = patterned(1536, 5);
     const w = await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 7, out: data, readableCuts: [1, 5, 9, 15, 17, 600, 1100] });
     expect(w.status).toBe(VIRTIO_BLK_S_OK);
@@ -57,7 +57,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6.1: data that is not a multiple of 512 bytes fails with IOERR and writes nothing', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const before = backend.bytes.slice();
     expect((await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 0, out: new Uint8Array(513) })).status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 100 })).status).toBe(VIRTIO_BLK_S_IOERR);
@@ -65,7 +65,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6.1: reads and writes past the capacity fail with IOERR', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const before = backend.bytes.slice();
     const cases = [
       { type: VIRTIO_BLK_T_IN, sector: 63, inLen: 1024 },
@@ -82,14 +82,14 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6: a header shorter than 16 bytes fails with IOERR', async () => {
-    const { guest } = rig(64, {}, { packed });
+    const { guest } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_IN, header: header(VIRTIO_BLK_T_IN, 0).subarray(0, 12), inLen: 512 });
     expect(c.status).toBe(VIRTIO_BLK_S_IOERR);
     expect(c.len).toBe(513);
   });
 
   it('spec 5.2.6: data on the wrong side fails with IOERR (readable data on IN, writable data on OUT)', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const before = backend.bytes.slice();
     expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 0, out: new Uint8Array(512), inLen: 512 })).status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 0, out: new Uint8Array(512), inLen: 512 })).status).toBe(VIRTIO_BLK_S_IOERR);
@@ -97,7 +97,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('a request with no writable byte has nowhere for a status: it is used with length 0', async () => {
-    const { guest, backend } = rig(64, {}, { packed });
+    const { guest, backend } = rig({ guest: { packed }, transport });
     const before = backend.bytes.slice();
     const c = await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 0, out: new Uint8Array(512).fill(1), statusLen: 0 });
     expect(c).toEqual({ status: undefined, len: 0, data: new Uint8Array(0) });
@@ -105,14 +105,14 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6: the status goes in the last writable byte, however large the status buffer', async () => {
-    const { guest } = rig(64, {}, { packed });
+    const { guest } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_FLUSH, statusLen: 8 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
     expect(c.len).toBe(8);
   });
 
   it('spec 5.2.6: unknown and zoned request types are UNSUPP', async () => {
-    const { guest } = rig(64, {}, { packed });
+    const { guest } = rig({ guest: { packed }, transport });
     for (const type of [2, 3, 6, 9, 12, 15, 16, 18, 20, 22, 24, 26, 0x80000000, 0xffffffff]) {
       const c = await guest.submit({ type, inLen: 512 });
       expect(c.status, `type ${type}`).toBe(VIRTIO_BLK_S_UNSUPP);
@@ -121,17 +121,17 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6.4: VIRTIO_BLK_T_FLUSH_OUT is a flush only for legacy drivers', async () => {
-    const { guest } = rig(64, {}, { packed });
+    const { guest } = rig({ guest: { packed }, transport });
     expect((await guest.submit({ type: VIRTIO_BLK_T_FLUSH_OUT })).status).toBe(VIRTIO_BLK_S_UNSUPP);
   });
 
   it('spec 5.2.6: GET_ID writes the 20-byte NUL-padded serial', async () => {
-    const { guest } = rig(64, { serial: 'virtio-ts-disk-0001' }, { packed });
+    const { guest } = rig({ device: { serial: 'virtio-ts-disk-0001' }, guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen: 20 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
     expect(c.len).toBe(21);
     expect(new TextDecoder().decode(c.data)).toBe('virtio-ts-disk-0001\0');
-    const full = rig(64, { serial: 'ABCDEFGHIJKLMNOPQRST' }, { packed });
+    const full = rig({ device: { serial: 'ABCDEFGHIJKLMNOPQRST' }, guest: { packed }, transport });
     expect(new TextDecoder().decode((await full.guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen: 20, writableCuts: [7] })).data)).toBe('ABCDEFGHIJKLMNOPQRST');
     const short = await guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen: 19 });
     expect(short.status).toBe(VIRTIO_BLK_S_IOERR);
@@ -139,14 +139,14 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
   });
 
   it('spec 5.2.6: FLUSH completes OK', async () => {
-    const { guest } = rig(64, {}, { packed });
+    const { guest } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_FLUSH });
     expect(c).toEqual({ status: VIRTIO_BLK_S_OK, len: 1, data: new Uint8Array(0) });
   });
 
   it('a malformed chain (a buffer outside guest memory) is used with length 0 and the queue keeps serving', async () => {
-    const { guest, transport, backend } = rig(64, {}, { packed });
-    const outside = transport.memory.size + 4096;
+    const { guest, transport: driver, backend } = rig({ guest: { packed }, transport });
+    const outside = driver.memory.size + 4096;
     const bad = guest.submitBuffers([
       { addr: outside, len: 16, writable: false },
       { addr: outside, len: 1, writable: true },
@@ -154,7 +154,7 @@ describe.each([false, true])('requests (packed=%s)', (packed) => {
     const good = guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1, inLen: 512 });
     expect(await bad).toEqual({ status: undefined, len: 0, data: new Uint8Array(0) });
     expect((await good).data).toEqual(backend.bytes.slice(512, 1024));
-    expect(transport.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET).toBe(0);
+    expect(driver.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET).toBe(0);
   });
 });
 
@@ -165,7 +165,7 @@ describe('read-only disks (spec 5.2.6.2: writes fail with IOERR and write nothin
     ['WRITE_ZEROES', { type: VIRTIO_BLK_T_WRITE_ZEROES, out: segments([{ sector: 0, sectors: 8 }]) }],
     ['SECURE_ERASE', { type: VIRTIO_BLK_T_SECURE_ERASE, out: segments([{ sector: 0, sectors: 8 }]) }],
   ])('%s', async (_name, request) => {
-    const { guest, backend, blk } = rig(64, { readOnly: true, secureErase: true });
+    const { guest, backend, blk } = rig({ device: { readOnly: true, secureErase: true } });
     expect(blk.deviceFeatures & (1n << 5n)).not.toBe(0n);
     const before = backend.bytes.slice();
     expect((await guest.submit(request)).status).toBe(VIRTIO_BLK_S_IOERR);
@@ -175,7 +175,7 @@ describe('read-only disks (spec 5.2.6.2: writes fail with IOERR and write nothin
   });
 
   it('a read-only backend makes the disk read-only', () => {
-    const { blk } = rig(8, { backend: new MemoryBackend(8 * 512, { readOnly: true }) });
+    const { blk } = rig({ image: new MemoryBackend(8 * 512, { readOnly: true }) });
     expect(blk.deviceFeatures & (1n << 5n)).not.toBe(0n);
   });
 });
@@ -184,7 +184,7 @@ describe('range commands (spec 5.2.6: discard, write zeroes, secure erase)', () 
   const limits = { maxSectors: 16, maxSegments: 4 };
 
   it('WRITE_ZEROES zeroes every segment, with and without unmap', async () => {
-    const { guest, backend } = rig(64, { writeZeroes: limits });
+    const { guest, backend } = rig({ device: { writeZeroes: limits } });
     const before = backend.bytes.slice();
     const c = await guest.submit({
       type: VIRTIO_BLK_T_WRITE_ZEROES,
@@ -199,20 +199,20 @@ describe('range commands (spec 5.2.6: discard, write zeroes, secure erase)', () 
   });
 
   it('DISCARD succeeds for valid segments; DISCARD with unmap is UNSUPP (spec 5.2.6.2)', async () => {
-    const { guest } = rig(64, { discard: limits });
+    const { guest } = rig({ device: { discard: limits } });
     expect((await guest.submit({ type: VIRTIO_BLK_T_DISCARD, out: segments([{ sector: 0, sectors: 16 }, { sector: 32, sectors: 1 }]) })).status).toBe(VIRTIO_BLK_S_OK);
     expect((await guest.submit({ type: VIRTIO_BLK_T_DISCARD, out: segments([{ sector: 0, sectors: 1, flags: VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP }]) })).status).toBe(VIRTIO_BLK_S_UNSUPP);
   });
 
   it('SECURE_ERASE overwrites with zeroes; unmap is UNSUPP', async () => {
-    const { guest, backend } = rig(64, { secureErase: limits });
+    const { guest, backend } = rig({ device: { secureErase: limits } });
     expect((await guest.submit({ type: VIRTIO_BLK_T_SECURE_ERASE, out: segments([{ sector: 4, sectors: 4 }]) })).status).toBe(VIRTIO_BLK_S_OK);
     expect(backend.bytes.slice(4 * 512, 8 * 512).every((b) => b === 0)).toBe(true);
     expect((await guest.submit({ type: VIRTIO_BLK_T_SECURE_ERASE, out: segments([{ sector: 4, sectors: 4, flags: 1 }]) })).status).toBe(VIRTIO_BLK_S_UNSUPP);
   });
 
   it.each([VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_T_SECURE_ERASE])('type %i: unknown flags are UNSUPP, even next to an IOERR segment', async (type) => {
-    const { guest, backend } = rig(64, { discard: limits, writeZeroes: limits, secureErase: limits });
+    const { guest, backend } = rig({ device: { discard: limits, writeZeroes: limits, secureErase: limits } });
     const before = backend.bytes.slice();
     for (const flags of [2, 0x80000000]) {
       const c = await guest.submit({ type, out: segments([{ sector: 1000, sectors: 1 }, { sector: 0, sectors: 1, flags }]) });
@@ -222,7 +222,7 @@ describe('range commands (spec 5.2.6: discard, write zeroes, secure erase)', () 
   });
 
   it.each([VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_T_SECURE_ERASE])('type %i: malformed, too many, too large, misaligned or out-of-range segments are IOERR and change nothing', async (type) => {
-    const { guest, backend } = rig(64, { blockSize: 1024, discard: limits, writeZeroes: limits, secureErase: limits });
+    const { guest, backend } = rig({ device: { blockSize: 1024, discard: limits, writeZeroes: limits, secureErase: limits } });
     const before = backend.bytes.slice();
     const bad = [
       new Uint8Array(0),
@@ -242,7 +242,7 @@ describe('range commands (spec 5.2.6: discard, write zeroes, secure erase)', () 
   });
 
   it('commands whose feature was not negotiated are UNSUPP', async () => {
-    const { guest } = rig(64, { discard: false, writeZeroes: false, flush: false, configWce: false });
+    const { guest } = rig({ device: { discard: false, writeZeroes: false, flush: false, configWce: false } });
     for (const type of [VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_T_SECURE_ERASE, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_LIFETIME]) {
       expect((await guest.submit({ type, out: segments([{ sector: 0, sectors: 1 }]) })).status, `type ${type}`).toBe(VIRTIO_BLK_S_UNSUPP);
     }
@@ -252,7 +252,7 @@ describe('range commands (spec 5.2.6: discard, write zeroes, secure erase)', () 
 describe('GET_LIFETIME (spec 5.2.6)', () => {
   it('returns the figures, and IOERR rather than reserved values', async () => {
     let figures = { preEolInfo: 1, deviceLifetimeEstTypA: 3, deviceLifetimeEstTypB: 11 };
-    const { guest, blk } = rig(8, { lifetime: () => figures });
+    const { guest, blk } = rig({ sectors: 8, device: { lifetime: () => figures } });
     expect(blk.deviceFeatures & (1n << 15n)).not.toBe(0n);
     const c = await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 6, writableCuts: [1, 3] });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
