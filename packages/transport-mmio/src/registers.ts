@@ -73,6 +73,15 @@ export const MmioRegister = {
   Config: 0x100,
 } as const;
 
+/**
+ * The smallest register block for a device with `configSize` bytes of
+ * configuration: a power of two holding the 0x100 bytes of control registers
+ * and the configuration space, and at least the 0x200 bytes of the spec's example (spec 4.2.1).
+ */
+export function registerBlockSize(configSize: number): number {
+  return Math.max(0x200, 2 ** Math.ceil(Math.log2(MmioRegister.Config + configSize)));
+}
+
 /** The value of MagicValue (spec 4.2.2.1). */
 export const MMIO_MAGIC_VALUE = 0x74726976;
 

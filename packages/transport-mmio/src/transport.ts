@@ -20,6 +20,7 @@ import {
   READ,
   WRITE,
   registerAccess,
+  registerBlockSize,
   type MmioVersion,
 } from './registers.js';
 
@@ -47,8 +48,7 @@ export interface MmioTransportOptions {
   readonly vendorId?: number;
   /**
    * Size of the register block in bytes: a power of two holding the 0x100 bytes
-   * of control registers and the configuration space. Defaults to the smallest
-   * such size of at least 0x200.
+   * of control registers and the configuration space. Defaults to {@link registerBlockSize}.
    */
   readonly size?: number;
   /**
@@ -111,7 +111,8 @@ export class MmioTransport {
   private readonly access: Uint8Array;
   private readonly configBytes = new Uint8Array(4);
   private readonly configView = new DataView(this.configBytes.buffer);
-  private readonly configSlices = [this.configBytes.subarray(0, 0), this.configBytes.subarray(0, 1), this.configBytes.subarray(0, 2), undefined, this.configBytes];
+  /** Views of `configBytes` indexed by access size, so configuration accesses allocate nothing. */
+  private readonly configAccessBytes = [undefined, this.configBytes.subarray(0, 1), this.configBytes.subarray(0, 2), undefined, this.configBytes];
   private interruptStatusValue = 0;
   private level = false;
   private deviceFeaturesSel = 0;
@@ -134,7 +135,7 @@ export class MmioTransport {
     this.version = options.version ?? 2;
     if (this.version !== 1 && this.version !== 2) throw new RangeError(`virtio-mmio version ${String(this.version)} is not 1 or 2`);
     const needed = Reg.Config + device.configSize;
-    this.size = options.size ?? Math.max(0x200, 2 ** Math.ceil(Math.log2(needed)));
+    this.size = options.size ?? registerBlockSize(device.configSize);
     if (!Number.isSafeInteger(this.size) || (this.size & (this.size - 1)) !== 0 || this.size < needed) {
       throw new RangeError(`register block size ${this.size} must be a power of two of at least 0x${needed.toString(16)} bytes`);
     }
@@ -165,11 +166,6 @@ export class MmioTransport {
     this.queuePfn = new Uint32Array(queues);
     this.description = { baseAddress, size: this.size, interrupt: irq.number, deviceType: device.deviceType };
     this.notifyAddress = baseAddress + Reg.QueueNotify;
-  }
-
-  /** InterruptStatus: the events the driver has not acknowledged yet. */
-  get interruptStatus(): number {
-    return this.interruptStatusValue;
   }
 
   /** Whether the interrupt line is asserted (exactly when InterruptStatus is non-zero). */
@@ -338,7 +334,7 @@ export class MmioTransport {
       this.violations.offset++;
       return undefined;
     }
-    const bytes = size === 1 || size === 2 || size === 4 ? this.configSlices[size] : undefined;
+    const bytes = size === 1 || size === 2 || size === 4 ? this.configAccessBytes[size] : undefined;
     if (bytes === undefined || offset % size !== 0) {
       this.violations.width++;
       return undefined;

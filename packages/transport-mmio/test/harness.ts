@@ -1,5 +1,17 @@
-import { LoopbackDevice, MmioDriverTransport, type DriverTransport, type InterruptCause } from '@virtio-ts/driver';
-import { DeviceStatus, GuestMemory, VIRTIO_F_RING_PACKED, hasFeature, type QueueConfig, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { LoopbackDevice, MmioDriverTransport, type DriverTransport, type InterruptCause, type LoopbackDeviceOptions } from '@virtio-ts/driver';
+import {
+  DeviceStatus,
+  GuestMemory,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
+  featureBit,
+  hasFeature,
+  type ActivationContext,
+  type DeviceHost,
+  type QueueConfig,
+  type Virtqueue,
+  type VirtioDevice,
+} from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { MmioTransport, type MmioTransportOptions } from '../src/index.js';
 
@@ -85,4 +97,52 @@ export function initialise(driver: DriverTransport, wanted: bigint, queueSize = 
 /** Lets the guest take pending interrupts: runs every queued microtask. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * The loopback device with VIRTIO_F_RING_RESET: a queue reset stops the inner
+ * device, and re-enabling the queue activates it again on the new ring.
+ */
+export class ResettableLoopback implements VirtioDevice {
+  readonly inner: LoopbackDevice;
+  readonly deviceType: number;
+  readonly deviceFeatures: bigint;
+  readonly queueMaxSizes: readonly number[];
+  readonly configSize: number;
+  private context: ActivationContext | undefined;
+
+  constructor(options: LoopbackDeviceOptions = {}) {
+    this.inner = new LoopbackDevice(options);
+    this.deviceType = this.inner.deviceType;
+    this.deviceFeatures = this.inner.deviceFeatures | featureBit(VIRTIO_F_RING_RESET);
+    this.queueMaxSizes = this.inner.queueMaxSizes;
+    this.configSize = this.inner.configSize;
+  }
+
+  attach(host: DeviceHost): void {
+    this.inner.attach(host);
+  }
+  readConfig(offset: number, data: Uint8Array): void {
+    this.inner.readConfig(offset, data);
+  }
+  writeConfig(offset: number, data: Uint8Array): void {
+    this.inner.writeConfig(offset, data);
+  }
+  activate(context: ActivationContext): void {
+    this.context = context;
+    this.inner.activate(context);
+  }
+  reset(): void {
+    this.context = undefined;
+    this.inner.reset();
+  }
+  notify(index: number): void {
+    this.inner.notify(index);
+  }
+  resetQueue(): void {
+    this.inner.reset();
+  }
+  enableQueue(index: number, queue: Virtqueue): void {
+    if (this.context !== undefined) this.inner.activate({ ...this.context, queues: new Map([[index, queue]]) });
+  }
 }

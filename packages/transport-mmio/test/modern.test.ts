@@ -9,16 +9,12 @@ import {
   VIRTIO_F_VERSION_1,
   featureBit,
   hasFeature,
-  type ActivationContext,
-  type DeviceHost,
   type GuestMemory,
-  type Virtqueue,
-  type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, SplitRingDriver, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
 import { INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MMIO_MAGIC_VALUE, MmioRegister } from '../src/index.js';
-import { connect, initialise, settle, type RingDriver } from './harness.js';
+import { ResettableLoopback, connect, initialise, settle, type RingDriver } from './harness.js';
 
 const DEFAULT_FEATURES =
   featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_INDIRECT_DESC) | featureBit(VIRTIO_F_EVENT_IDX);
@@ -170,46 +166,6 @@ it('VIRTIO_F_NOTIFICATION_DATA is not offered when the VMM turns it off (ioevent
   expect(hasFeature(off.driver.readDeviceFeatures(), VIRTIO_F_NOTIFICATION_DATA)).toBe(false);
   expect(off.transport.notifyAddress).toBe(off.transport.description.baseAddress + MmioRegister.QueueNotify);
 });
-
-/**
- * The loopback device with VIRTIO_F_RING_RESET: a queue reset stops the inner
- * device, and re-enabling the queue activates it again on the new ring.
- */
-class ResettableLoopback implements VirtioDevice {
-  readonly inner = new LoopbackDevice();
-  readonly deviceType = this.inner.deviceType;
-  readonly deviceFeatures = this.inner.deviceFeatures | featureBit(VIRTIO_F_RING_RESET);
-  readonly queueMaxSizes = this.inner.queueMaxSizes;
-  readonly configSize = this.inner.configSize;
-  private context: ActivationContext | undefined;
-
-  attach(host: DeviceHost): void {
-    this.inner.attach(host);
-  }
-  readConfig(offset: number, data: Uint8Array): void {
-    this.inner.readConfig(offset, data);
-  }
-  writeConfig(offset: number, data: Uint8Array): void {
-    this.inner.writeConfig(offset, data);
-  }
-  activate(context: ActivationContext): void {
-    this.context = context;
-    this.inner.activate(context);
-  }
-  reset(): void {
-    this.context = undefined;
-    this.inner.reset();
-  }
-  notify(index: number): void {
-    this.inner.notify(index);
-  }
-  resetQueue(): void {
-    this.inner.reset();
-  }
-  enableQueue(index: number, queue: Virtqueue): void {
-    if (this.context !== undefined) this.inner.activate({ ...this.context, queues: new Map([[index, queue]]) });
-  }
-}
 
 describe('spec 2.6.1, 4.2.2: QueueReset with VIRTIO_F_RING_RESET', () => {
   const wanted = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_RESET);
