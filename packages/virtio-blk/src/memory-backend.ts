@@ -87,7 +87,7 @@ export class MemoryBackend implements BlockBackend {
 }
 
 /** Sum of the buffers' lengths. */
-export function totalLength(buffers: readonly Uint8Array[]): number {
+function totalLength(buffers: readonly Uint8Array[]): number {
   let n = 0;
   for (const b of buffers) n += b.length;
   return n;

@@ -1,12 +1,12 @@
 import { ChainFault, type DescriptorChain, type Virtqueue } from '@virtio-ts/virtqueue';
-import { VIRTIO_BLK_S_IOERR } from './constants.js';
+import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK } from './constants.js';
 import { startRequest, type DiskState } from './request.js';
 
-/** Runs `callback` after the current batch of I/O completions: setImmediate in Node, a microtask elsewhere. */
-const afterBatch: (callback: () => void) => void =
+/** Runs `callback` in a later turn of the event loop, after pending I/O: setImmediate in Node, a timer elsewhere. */
+const later: (callback: () => void) => void =
   typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
     ? (callback) => (globalThis as unknown as { setImmediate: (cb: () => void) => void }).setImmediate(callback)
-    : (callback) => queueMicrotask(callback);
+    : (callback) => setTimeout(callback, 0);
 
 /** Counts backend operations in flight across a device's queues, for {@link RequestQueue}. */
 export interface InFlightCounter {
@@ -59,7 +59,7 @@ export class RequestQueue {
     }
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      afterBatch(this.drainNow);
+      later(this.drainNow);
     }
   }
 
@@ -88,9 +88,9 @@ export class RequestQueue {
     }
     this.counter.started();
     outcome.then(
-      (status) => {
+      () => {
         this.counter.finished();
-        this.complete(chain, status);
+        this.complete(chain, VIRTIO_BLK_S_OK);
       },
       () => {
         this.counter.finished();
@@ -112,6 +112,6 @@ export class RequestQueue {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    afterBatch(this.flushNow);
+    queueMicrotask(this.flushNow);
   }
 }

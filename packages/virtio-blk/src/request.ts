@@ -23,8 +23,11 @@ import {
 import type { FlushSequencer } from './flush-sequencer.js';
 import { lifetimeProblem, type BlockLifetime, type ResolvedRangeLimits } from './options.js';
 
-/** A request's status, or a promise of it for requests that wait on the backend. */
-export type RequestOutcome = number | Promise<number>;
+/**
+ * A request's status, or, for a request that waits on the backend, a promise
+ * that fulfils for VIRTIO_BLK_S_OK and rejects for VIRTIO_BLK_S_IOERR.
+ */
+export type RequestOutcome = number | Promise<void>;
 
 /** What the request handler needs to know about the device, as negotiated. */
 export interface DiskState {
@@ -53,8 +56,6 @@ export interface DiskState {
 }
 
 const IOERR: RequestOutcome = VIRTIO_BLK_S_IOERR;
-const OK = (): number => VIRTIO_BLK_S_OK;
-const FAILED = (): number => VIRTIO_BLK_S_IOERR;
 
 /**
  * Parses and starts one request (spec 5.2.6). The chain is valid (no fault)
@@ -78,7 +79,7 @@ export function startRequest(chain: DescriptorChain, disk: DiskState): RequestOu
   switch (type) {
     case VIRTIO_BLK_T_IN:
       if (outBytes !== 0 || !dataInRange(disk, sector, inBytes)) return IOERR;
-      return disk.backend.read(sector * SECTOR_SIZE, chain.writer.slices(inBytes)).then(OK, FAILED);
+      return disk.backend.read(sector * SECTOR_SIZE, chain.writer.slices(inBytes));
     case VIRTIO_BLK_T_OUT:
       if (disk.readOnly || inBytes !== 0 || !dataInRange(disk, sector, outBytes)) return IOERR;
       return durable(disk, disk.backend.write(sector * SECTOR_SIZE, reader.slices(outBytes)));
@@ -114,13 +115,12 @@ function dataInRange(disk: DiskState, sector: number, bytes: number): boolean {
 
 function flush(disk: DiskState): RequestOutcome {
   if (!disk.flushEnabled) return VIRTIO_BLK_S_UNSUPP;
-  return disk.flusher.flush().then(OK, FAILED);
+  return disk.flusher.flush();
 }
 
 /** A write's outcome; in write-through mode only once it is durable (spec 5.2.6.2). */
-function durable(disk: DiskState, write: Promise<void>): Promise<number> {
-  if (!disk.writethrough()) return write.then(OK, FAILED);
-  return write.then(() => disk.flusher.flush()).then(OK, FAILED);
+function durable(disk: DiskState, write: Promise<void>): Promise<void> {
+  return disk.writethrough() ? write.then(() => disk.flusher.flush()) : write;
 }
 
 function getLifetime(chain: DescriptorChain, disk: DiskState, outBytes: number, inBytes: number): RequestOutcome {
@@ -190,5 +190,5 @@ function rangeCommand(
       else await backend.writeZeroes(offset, length, segments[3 * i + 2] === 1);
     }
   };
-  return type === VIRTIO_BLK_T_DISCARD ? run().then(OK, FAILED) : durable(disk, run());
+  return type === VIRTIO_BLK_T_DISCARD ? run() : durable(disk, run());
 }

@@ -17,6 +17,9 @@ import {
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing, type GuestBuffer } from '@virtio-ts/virtqueue/testing';
 import { BlkConfigOffset, VIRTIO_BLK_F_MQ } from '../src/index.js';
 
+/** Guest memory in [0x1000, this) is left to the transport (CCW channel programs); the guest's rings start here. */
+export const TRANSPORT_AREA_END = 0x8000;
+
 /** Options for {@link BlkGuest.start}. */
 export interface GuestOptions {
   /** Use the packed layout (must be offered). */
@@ -28,7 +31,7 @@ export interface GuestOptions {
   readonly accept?: bigint;
   /** Queue size; defaults to the device maximum. */
   readonly queueSize?: number;
-  /** Where buffers go: [start, end) of guest memory. Rings go below `start`. */
+  /** Where buffers go: [start, end) of guest memory. Rings go below `start`, above the transport's area. */
   readonly bufferWindow?: readonly [number, number];
 }
 
@@ -112,7 +115,7 @@ export class BlkGuest {
     if ((transport.getStatus() & DeviceStatus.FEATURES_OK) === 0) throw new Error('device refused FEATURES_OK');
     const guest = new BlkGuest(transport, features, window);
     const queues = hasFeature(features, VIRTIO_BLK_F_MQ) ? new DataView(transport.readConfig(BlkConfigOffset.numQueues, 2).buffer).getUint16(0, true) : 1;
-    const ringAlloc = new GuestAllocator(0x1000, window[0], { seed: 5, maxGap: 0 });
+    const ringAlloc = new GuestAllocator(TRANSPORT_AREA_END, window[0], { seed: 5, maxGap: 0 });
     const packed = hasFeature(features, VIRTIO_F_RING_PACKED);
     for (let q = 0; q < queues; q++) {
       const size = Math.min(options.queueSize ?? transport.queueMaxSize(q), transport.queueMaxSize(q));

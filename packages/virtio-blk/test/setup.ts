@@ -1,23 +1,58 @@
-import { CoreTransport, MmioDriverTransport, type DriverTransport } from '@virtio-ts/driver';
+import { CcwDriverTransport, CoreTransport, MmioDriverTransport, PciDriverTransport, type DriverTransport } from '@virtio-ts/driver';
+import { CcwTransport, diagnose500 } from '@virtio-ts/transport-ccw';
 import { MmioTransport } from '@virtio-ts/transport-mmio';
+import { PciTransport } from '@virtio-ts/transport-pci';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import { MemoryBackend, VirtioBlk, type VirtioBlkOptions } from '../src/index.js';
 import { GatedBackend } from './gated-backend.js';
-import { BlkGuest, type GuestOptions } from './guest.js';
+import { BlkGuest, TRANSPORT_AREA_END, type GuestOptions } from './guest.js';
 
 /** The transports the tests run over. */
-export type TransportKind = 'core' | 'mmio';
+export type TransportKind = 'core' | 'mmio' | 'pci' | 'ccw';
 
-/** Every transport kind available here. */
-export const TRANSPORTS: readonly TransportKind[] = ['core', 'mmio'];
+/** Every transport kind: the status machine directly, and each real transport. */
+export const TRANSPORTS: readonly TransportKind[] = ['core', 'mmio', 'pci', 'ccw'];
 
-/** Puts `device` behind a transport of `kind` and returns the guest's side of it. */
+/**
+ * Puts `device` behind a transport of `kind` and returns the guest's side of
+ * it, with the transport's interrupts (MMIO line, PCI MSI-X, CCW adapter
+ * interruptions) wired to the driver as a platform would.
+ */
 export function connect(kind: TransportKind, memory: GuestMemory, device: VirtioDevice): DriverTransport {
-  if (kind === 'core') return new CoreTransport(memory, device);
-  const line = { driver: undefined as MmioDriverTransport | undefined };
-  const transport = new MmioTransport({ device, memory, baseAddress: 0xd000_0000, irq: { number: 5, set: (level) => line.driver?.interruptLine(level) } });
-  line.driver = new MmioDriverTransport(transport, memory);
-  return line.driver;
+  switch (kind) {
+    case 'core':
+      return new CoreTransport(memory, device);
+    case 'mmio': {
+      const link: { driver?: MmioDriverTransport } = {};
+      const transport = new MmioTransport({ device, memory, baseAddress: 0xd000_0000, irq: { number: 5, set: (level) => link.driver?.interruptLine(level) } });
+      link.driver = new MmioDriverTransport(transport, memory);
+      return link.driver;
+    }
+    case 'pci': {
+      const link: { driver?: PciDriverTransport } = {};
+      const fn = new PciTransport({ device, memory, msi: { signal: (address, data) => link.driver?.deliverMsi(address, data) } });
+      link.driver = new PciDriverTransport(memory, fn);
+      return link.driver;
+    }
+    case 'ccw': {
+      const link: { driver?: CcwDriverTransport } = {};
+      const subchannelId = 0x00010042;
+      const transport = new CcwTransport({
+        device,
+        memory,
+        subchannelId,
+        channelSubsystem: { ioInterrupt: () => link.driver?.ioInterrupt(), adapterInterrupt: (isc: number) => link.driver?.adapterInterrupt(isc) },
+      });
+      transport.setEnabled(true);
+      link.driver = new CcwDriverTransport(memory, transport, {
+        allocator: new GuestAllocator(0x1000, TRANSPORT_AREA_END, { seed: 3, maxGap: 16 }),
+        subchannelId,
+        hypercall: (registers) => diagnose500(registers, (sid) => (sid === subchannelId ? transport : undefined)),
+      });
+      return link.driver;
+    }
+  }
 }
 
 /** A device on a transport with a guest driving it. */

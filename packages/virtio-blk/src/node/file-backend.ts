@@ -1,8 +1,7 @@
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, read, readv, write, writev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { BlockBackend } from '../backend.js';
 import { SECTOR_SIZE } from '../constants.js';
-import { totalLength } from '../memory-backend.js';
 import { ErrnoError, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, LOCK_EX, LOCK_NB, LOCK_SH, libc, type Libc } from './libc.js';
 
 /** Options for {@link FileBackend.open}. */
@@ -37,7 +36,8 @@ const ZERO_CHUNK = 1 << 20;
 /**
  * A raw disk image file. Reads and writes go straight between the file and
  * the guest-memory views they are given (positional read/write, readv/writev
- * for scattered buffers; no intermediate copy). FLUSH is fdatasync; DISCARD
+ * for scattered buffers; no intermediate copy), through the callback API on
+ * the descriptor: it costs a third of FileHandle's promise API per call. FLUSH is fdatasync; DISCARD
  * punches holes and WRITE_ZEROES uses FALLOC_FL_ZERO_RANGE (or a hole with
  * unmap) where the file system supports them, and writes zeroes otherwise.
  */
@@ -108,19 +108,19 @@ export class FileBackend implements BlockBackend {
 
   async read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     try {
-      await transfer(this.handle, offset, buffers, false);
+      await transfer(this.handle.fd, offset, buffers, false);
     } catch (error) {
       if (!this.directRefused(error)) throw error;
-      await transfer(this.buffered as FileHandle, offset, buffers, false);
+      await transfer((this.buffered as FileHandle).fd, offset, buffers, false);
     }
   }
 
   async write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     try {
-      await transfer(this.handle, offset, buffers, true);
+      await transfer(this.handle.fd, offset, buffers, true);
     } catch (error) {
       if (!this.directRefused(error)) throw error;
-      await transfer(this.buffered as FileHandle, offset, buffers, true);
+      await transfer((this.buffered as FileHandle).fd, offset, buffers, true);
     }
   }
 
@@ -181,32 +181,34 @@ export class FileBackend implements BlockBackend {
 }
 
 /** Moves every byte of `buffers` to or from the file at `offset`, resuming after short transfers. */
-async function transfer(handle: FileHandle, offset: number, buffers: readonly Uint8Array[], write: boolean): Promise<void> {
-  if (buffers.length === 1) {
-    const buffer = buffers[0] as Uint8Array;
-    let done = 0;
-    while (done < buffer.length) {
-      const n = write
-        ? (await handle.write(buffer, done, buffer.length - done, offset + done)).bytesWritten
-        : (await handle.read(buffer, done, buffer.length - done, offset + done)).bytesRead;
-      if (n === 0) throw endOfFile(offset + done);
-      done += n;
-    }
-    return;
-  }
-  const total = totalLength(buffers);
-  let list: readonly Uint8Array[] = buffers;
-  let done = 0;
-  while (done < total) {
-    const n = write ? (await handle.writev(list as Uint8Array[], offset + done)).bytesWritten : (await handle.readv(list as Uint8Array[], offset + done)).bytesRead;
-    if (n === 0) throw endOfFile(offset + done);
-    done += n;
-    if (done < total) list = remainder(list, n);
-  }
+function transfer(fd: number, offset: number, buffers: readonly Uint8Array[], toFile: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let list = buffers as Uint8Array[];
+    let position = offset;
+    const done = (error: NodeJS.ErrnoException | null, n: number): void => {
+      if (error !== null) return reject(error);
+      if (n === 0) return reject(endOfFile(position));
+      position += n;
+      list = remainder(list, n);
+      if (list.length === 0) resolve();
+      else next();
+    };
+    const next = (): void => {
+      if (list.length === 1) {
+        const b = list[0] as Uint8Array;
+        if (toFile) write(fd, b, 0, b.length, position, done);
+        else read(fd, b, 0, b.length, position, done);
+      } else if (toFile) writev(fd, list, position, done);
+      else readv(fd, list, position, done);
+    };
+    if (buffers.some((b) => b.length > 0)) next();
+    else resolve();
+  });
 }
 
 /** The part of `buffers` after the first `n` bytes. */
-function remainder(buffers: readonly Uint8Array[], n: number): Uint8Array[] {
+function remainder(buffers: Uint8Array[], n: number): Uint8Array[] {
+  if (buffers.length === 1 && n === (buffers[0] as Uint8Array).length) return [];
   const out: Uint8Array[] = [];
   let skip = n;
   for (const b of buffers) {
