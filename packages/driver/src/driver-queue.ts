@@ -257,14 +257,13 @@ export class DriverQueue {
     if (this.failure !== undefined) return;
     let took = false;
     for (;;) {
-      const used = this.takeUsed();
+      let used = this.takeUsed();
       if (used === null) {
+        if (this.failure !== undefined) break;
         // Re-arm, then look again: the device may have used a buffer in between (spec 2.7.10).
         this.armUsedEvent();
-        const late = this.takeUsed();
-        if (late === null) break;
-        took = this.complete(late) || took;
-        continue;
+        used = this.takeUsed();
+        if (used === null) break;
       }
       took = this.complete(used) || took;
     }

@@ -1,6 +1,6 @@
 import { DeviceStatus, GuestMemory, packedRingSizes, splitRingSizes, type VirtioDevice } from '@virtio-ts/virtqueue';
 import type { DriverQueue } from '../driver-queue.js';
-import { VirtioDriver, type InitOptions } from '../driver.js';
+import { VirtioDriver } from '../driver.js';
 import { DriverError } from '../errors.js';
 import type { TransportFactory } from '../transport-factory.js';
 
@@ -108,6 +108,3 @@ export function inFlight(driver: VirtioDriver): number {
   for (const queue of driver.activeQueues.values()) total += queue.inFlight;
   return total;
 }
-
-/** Merges the suite's device-specific init options with a test's ring options. */
-export type DeviceInit = Pick<InitOptions, 'features' | 'setup' | 'populate' | 'queueSize'>;
