@@ -371,7 +371,7 @@ export class CcwTransport {
     if (slot.queue !== undefined) {
       return this.reject(CcwCommand.SET_VQ, `queue ${index} is running; virtio-ccw has no queue reset (spec 4.3.4)`);
     }
-    if (slot.enabled) this.core.resetQueue(index);
+    if (slot.enabled) this.core.disableQueue(index);
     return BlockSize.VQ_INFO;
   }
 
