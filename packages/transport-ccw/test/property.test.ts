@@ -155,7 +155,7 @@ function writePayload(rig: TransportRig, p: Payload): void {
   rig.memory.write(DATA, bytes);
 }
 
-/** What is wrong with a channel status: a driver decodes a normal end, a unit check with command reject, incorrect length, or a program check. */
+/** What is wrong with a channel status: a driver decodes a normal end, a unit check with command reject, either with incorrect length, or a program check. */
 function responseProblems(status: InterruptionResponse | undefined, intparm: number): string[] {
   if (status === undefined) return ['no status pending after START SUBCHANNEL returned condition code 0'];
   const problems: string[] = [];
@@ -165,7 +165,7 @@ function responseProblems(status: InterruptionResponse | undefined, intparm: num
   if (status.deviceStatus === 0) {
     if (cstat !== SubchannelStatus.PROGRAM_CHECK) problems.push(`no device status and subchannel status 0x${cstat.toString(16)}`);
   } else if (status.deviceStatus === (END | UnitStatus.UNIT_CHECK)) {
-    if (cstat !== 0) problems.push(`unit check with subchannel status 0x${cstat.toString(16)}`);
+    if (cstat !== 0 && cstat !== SubchannelStatus.INCORRECT_LENGTH) problems.push(`unit check with subchannel status 0x${cstat.toString(16)}`);
     if (status.sense?.[0] !== SenseByte0.COMMAND_REJECT) problems.push('unit check without command reject sense');
   } else if (status.deviceStatus !== END || (cstat !== 0 && cstat !== SubchannelStatus.INCORRECT_LENGTH)) {
     problems.push(`device status 0x${status.deviceStatus.toString(16)}, subchannel status 0x${cstat.toString(16)}`);

@@ -381,12 +381,14 @@ export class CcwDriverTransport implements DriverTransport {
 
   /** Classic queue indicators (if registered) and the configuration indicator; each bit is cleared before it is acted on. */
   private scanClassic(): void {
-    if (this.indicators === 'classic') {
+    if (this.indicators === undefined) return;
+    if (this.indicators === 'classic' && this.memory.getU64(this.queueIndicators) !== 0n) {
       for (let bit = 0; bit < 64; bit++) {
+        // Bit n of the big-endian u64 is in byte 7 - n/8.
         if (takeBit(this.memory, this.queueIndicators + 7 - (bit >> 3), 1 << (bit & 7))) this.handler({ kind: 'queue', index: bit });
       }
     }
-    if (this.indicators !== undefined && takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
+    if (takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
   }
 
   /** spec 4.3.3.1.2.2: the summary indicator is cleared before the queue indicators are processed. */
