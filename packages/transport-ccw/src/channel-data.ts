@@ -87,7 +87,7 @@ export class ChannelData {
 
   /** Copies `dst.length` input bytes at `offset` into `dst`. Only after {@link require} covered them. */
   readInto(offset: number, dst: Uint8Array): void {
-    this.guest.read(this.address + offset, dst);
+    if (dst.length > 0) this.guest.read(this.address + offset, dst);
   }
 
   /** Stores a byte at `offset`; see {@link storeBytes}. */

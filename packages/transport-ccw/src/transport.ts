@@ -51,6 +51,9 @@ export interface CcwTransportOptions {
   readonly log?: (message: string) => void;
 }
 
+/** The device status bits spec 2.1 defines; a write with any other bit is not taken. */
+const DEFINED_STATUS_BITS = Object.values(DeviceStatus).reduce((all, bit) => all | bit, 0);
+
 const COMMAND_NAMES = new Map<number, string>(Object.entries(CcwCommand).map(([name, code]) => [code, name]));
 
 type IndicatorMode = 'none' | 'classic' | 'adapter';
@@ -297,8 +300,8 @@ export class CcwTransport {
 
   /**
    * spec 4.3.2.3: a status the device does not take leaves the status field
-   * unchanged and is answered with a command reject. The status machine
-   * ignores out-of-sequence writes and refuses FEATURES_OK for unacceptable
+   * unchanged and is answered with a command reject. Bits spec 2.1 does not
+   * define are refused. The status machine ignores out-of-sequence writes and refuses FEATURES_OK for unacceptable
    * features; since the refusal cannot be undone for other bits written at the
    * same time, a write that adds FEATURES_OK together with anything but
    * DRIVER_OK is rejected whole.
@@ -311,6 +314,7 @@ export class CcwTransport {
       return BlockSize.STATUS;
     }
     const command = CcwCommand.WRITE_STATUS;
+    if ((status & ~DEFINED_STATUS_BITS) !== 0) return this.reject(command, `status bits 0x${(status & ~DEFINED_STATUS_BITS).toString(16)} are not defined (spec 2.1)`);
     const added = status & ~this.core.status;
     if ((added & DeviceStatus.FEATURES_OK) !== 0 && (added & ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK)) !== 0) {
       return this.reject(command, `status 0x${status.toString(16)} adds FEATURES_OK together with other bits`);
@@ -332,9 +336,10 @@ export class CcwTransport {
 
   /**
    * spec 4.3.2.2: struct vq_info_block (revision 1 and later). A descriptor
-   * address of 0 releases the queue, as Linux does when it deletes its queues.
-   * The configuration is checked before it is taken, so a bad one is rejected
-   * and leaves the device as it was.
+   * address of 0 releases the queue, as Linux does when it deletes its queues
+   * (after a reset, too). A queue is set up only after FEATURES_OK, when its
+   * layout is known, and its configuration is checked before it is taken, so
+   * a bad one is rejected and leaves the device as it was.
    */
   private setQueue(data: ChannelData): number {
     if (!data.require(BlockSize.VQ_INFO)) return data.failure;
@@ -347,6 +352,9 @@ export class CcwTransport {
     const slot = this.core.queueSlot(index);
     if (slot === undefined || slot.maxSize === 0) return this.reject(command, `queue ${index} does not exist`);
     if (descAddr === 0) return this.releaseQueue(index, slot);
+    if ((this.core.status & DeviceStatus.FEATURES_OK) === 0) {
+      return this.reject(command, `queue ${index}: the ring layout depends on the features, so queues are set up after FEATURES_OK (spec 3.1.1)`);
+    }
     if (slot.enabled) return this.reject(command, `queue ${index} is already set up; release it first`);
     const config = { size, descAddr, driverAddr, deviceAddr };
     const problem =

@@ -185,6 +185,14 @@ describe('CCW channel programs (spec 4.3.1)', () => {
     expect(rig.transport.core.status).toBe(0);
   });
 
+  it('a zero count transfers nothing, so its data address is not checked', () => {
+    const rig = transportRig();
+    withRevision(rig);
+    for (const command of [CcwCommand.WRITE_CONF, CcwCommand.READ_CONF, CcwCommand.NOOP]) {
+      expect(run(rig.transport, [{ command, flags: CcwFlag.SLI, count: 0, cda: 0x20001 }], rig.memory)).toMatchObject({ deviceStatus: END, subchannelStatus: 0 });
+    }
+  });
+
   it('a CCW outside guest memory or not doubleword aligned is a program check', () => {
     const rig = transportRig();
     for (const address of [0x20000, PROGRAM + 4, 0x80000000]) {

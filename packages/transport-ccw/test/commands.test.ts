@@ -197,6 +197,13 @@ describe('WRITE_STATUS and READ_STATUS (spec 4.3.2.3)', () => {
     rig2ReadsStatus(rig, ACKNOWLEDGE | DRIVER | FEATURES_OK);
   });
 
+  it('a status with bits spec 2.1 does not define is rejected', () => {
+    const rig = transportRig();
+    setRevision(rig, 2);
+    for (const undefinedBit of [0x10, 0x20]) expect(rejected(writeStatus(rig, ACKNOWLEDGE | undefinedBit))).toBe(true);
+    rig2ReadsStatus(rig, 0);
+  });
+
   it('a status adding FEATURES_OK together with other bits is rejected whole', () => {
     const rig = transportRig();
     setRevision(rig, 2);
@@ -282,6 +289,16 @@ describe('SET_VQ and READ_VQ_CONF (spec 4.3.2.2)', () => {
     expect(rig.transport.core.status & DEVICE_NEEDS_RESET).toBe(0);
     expect(setQueue(rig, 0, good).deviceStatus).toBe(END);
     expect(rig.transport.core.queueSlot(0)).toMatchObject({ enabled: true, ...good });
+  });
+
+  it('rejects a queue before FEATURES_OK, when its layout is not yet known (spec 3.1.1), but releases one any time', () => {
+    const rig = transportRig();
+    setRevision(rig, 2);
+    writeStatus(rig, ACKNOWLEDGE);
+    writeStatus(rig, ACKNOWLEDGE | DRIVER);
+    expect(rejected(setQueue(rig, 0, ring()))).toBe(true);
+    expect(rig.transport.core.queueSlot(0)?.enabled).toBe(false);
+    expect(setQueue(rig, 0, { size: 0, descAddr: 0, driverAddr: 0, deviceAddr: 0 }).deviceStatus).toBe(END);
   });
 
   it('takes a packed ring of any size up to the maximum (spec 2.8)', () => {

@@ -1,4 +1,4 @@
-export { MmioTransport, type MmioInterruptLine, type MmioTransportOptions, type MmioViolations } from './transport.js';
+export { MmioTransport, type MmioInterruptLine, type MmioTransportOptions, type MmioTransportSnapshot, type MmioViolations } from './transport.js';
 export { INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MMIO_MAGIC_VALUE, MmioRegister, registerBlockSize, type MmioVersion } from './registers.js';
 export { legacyQueueLayout } from './legacy-layout.js';
 export {

@@ -8,6 +8,7 @@ import {
   type GuestMemory,
   type QueueConfig,
   type SharedMemoryMapping,
+  type VirtioCoreSnapshot,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import type { MmioDeviceDescription } from './description.js';
@@ -71,6 +72,32 @@ export interface MmioViolations {
   direction: number;
   /** Values a register does not accept: status above 0xff, undefined InterruptACK bits, QueueReady other than 0 or 1, ... */
   value: number;
+}
+
+/** A saved transport: its registers and the status machine's snapshot (which includes the device's). */
+export interface MmioTransportSnapshot {
+  /** The register layout version it was taken from. */
+  readonly version: MmioVersion;
+  /** The status machine, queues and device. */
+  readonly core: VirtioCoreSnapshot;
+  /** InterruptStatus: events not yet acknowledged. */
+  readonly interruptStatus: number;
+  /** DeviceFeaturesSel. */
+  readonly deviceFeaturesSel: number;
+  /** DriverFeaturesSel. */
+  readonly driverFeaturesSel: number;
+  /** QueueSel. */
+  readonly queueSel: number;
+  /** SHMSel. */
+  readonly shmSel: number;
+  /** Version 2: the address words written to each queue, by queue index. */
+  readonly addressWords: readonly (readonly [number, readonly number[]])[];
+  /** Legacy: GuestPageSize. */
+  readonly guestPageSize: number;
+  /** Legacy: QueueAlign of each queue. */
+  readonly queueAlign: readonly number[];
+  /** Legacy: QueuePFN of each queue. */
+  readonly queuePfn: readonly number[];
 }
 
 const WORD = 2 ** 32;
@@ -306,6 +333,48 @@ export class MmioTransport {
     this.core.sharedMemory.set(mapping.id, mapping);
   }
 
+  /**
+   * Saves the transport with its device, for pause/resume or migration. Throws
+   * while requests are in flight (see `VirtioCore.snapshot`).
+   */
+  snapshot(): MmioTransportSnapshot {
+    return {
+      version: this.version,
+      core: this.core.snapshot(),
+      interruptStatus: this.interruptStatusValue,
+      deviceFeaturesSel: this.deviceFeaturesSel,
+      driverFeaturesSel: this.driverFeaturesSel,
+      queueSel: this.queueSel,
+      shmSel: this.shmSel,
+      addressWords: [...this.addressWords].map(([index, words]) => [index, [...words]] as const),
+      guestPageSize: this.guestPageSize,
+      queueAlign: [...this.queueAlign],
+      queuePfn: [...this.queuePfn],
+    };
+  }
+
+  /**
+   * Restores a {@link snapshot} taken from a transport of the same version
+   * carrying the same kind of device. The device resumes where it was, and the
+   * line is driven again if events were pending. Throws on a snapshot of another version.
+   */
+  restore(snapshot: MmioTransportSnapshot): void {
+    if (snapshot.version !== this.version) throw new RangeError(`snapshot of virtio-mmio version ${snapshot.version} restored into version ${this.version}`);
+    this.core.restore(snapshot.core);
+    this.deviceFeaturesSel = snapshot.deviceFeaturesSel;
+    this.driverFeaturesSel = snapshot.driverFeaturesSel;
+    this.queueSel = snapshot.queueSel;
+    this.shmSel = snapshot.shmSel;
+    this.addressWords.clear();
+    for (const [index, words] of snapshot.addressWords) this.addressWords.set(index, Uint32Array.from(words));
+    this.guestPageSize = snapshot.guestPageSize;
+    this.queueAlign.set(snapshot.queueAlign.slice(0, this.queueAlign.length));
+    this.queuePfn.set(snapshot.queuePfn.slice(0, this.queuePfn.length));
+    this.updateNotificationData();
+    this.interruptStatusValue = snapshot.interruptStatus & INTERRUPT_BITS;
+    this.updateLine();
+  }
+
   /** Checks a control register access (spec 4.2.2.2): 32 bits wide, aligned, a register this version has, in a direction it allows. */
   private controlAccess(offset: number, size: number, direction: number): boolean {
     if (!Number.isInteger(offset) || offset < 0) {
@@ -376,6 +445,11 @@ export class MmioTransport {
       this.interruptStatusValue = 0;
       this.updateLine();
     }
+    this.updateNotificationData();
+  }
+
+  /** Notification data is in use once the driver set DRIVER_OK with VIRTIO_F_NOTIFICATION_DATA negotiated. */
+  private updateNotificationData(): void {
     this.notificationDataNegotiated = this.core.driverOk && hasFeature(this.core.driverFeatures, VIRTIO_F_NOTIFICATION_DATA);
   }
 

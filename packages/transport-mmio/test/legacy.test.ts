@@ -145,6 +145,28 @@ describe('MMIO legacy version 1 (spec 4.2.4)', () => {
     expect(rig.line).toEqual([]);
   });
 
+  it('snapshot and restore keep QueuePFN and GuestPageSize, and the queue keeps working', () => {
+    const rig = legacyRig();
+    const { ring } = linuxLegacyInit(rig, 0x10);
+    const saved = rig.transport.snapshot();
+    const line: boolean[] = [];
+    const moved = new MmioTransport({ device: new LoopbackDevice(), memory: rig.memory, baseAddress: BASE, irq: { number: IRQ, set: (level) => line.push(level) }, version: 1 });
+    moved.restore(saved);
+    moved.write(Reg.QueueSel, 4, 0);
+    expect(moved.read(Reg.QueuePFN, 4)).toBe(0x10);
+    const { descAddr, driverAddr, deviceAddr } = rig.transport.core.queueSlot(0) ?? {};
+    expect(moved.core.queueSlot(0)).toMatchObject({ enabled: true, descAddr, driverAddr, deviceAddr });
+    ping({ ...rig, transport: moved, line, write: (offset, value) => moved.write(offset, 4, value) }, ring);
+    expect(ring.takeUsed()).toEqual({ id: 0, len: 4 });
+    expect(line).toEqual([true]);
+    // GuestPageSize came along: after a reset, QueuePFN works without writing it again.
+    moved.write(Reg.Status, 4, 0);
+    moved.write(Reg.Status, 4, ACKNOWLEDGE);
+    moved.write(Reg.Status, 4, ACKNOWLEDGE | DRIVER);
+    moved.write(Reg.QueuePFN, 4, 0x20);
+    expect(moved.read(Reg.QueuePFN, 4)).toBe(0x20);
+  });
+
   it('refuses FEATURES_OK, which legacy drivers never write (spec 3.1.2)', () => {
     const rig = legacyRig();
     rig.write(Reg.Status, ACKNOWLEDGE);

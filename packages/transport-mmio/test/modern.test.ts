@@ -13,8 +13,8 @@ import {
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, SplitRingDriver, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MMIO_MAGIC_VALUE, MmioRegister } from '../src/index.js';
-import { ResettableLoopback, connect, initialise, settle, type RingDriver } from './harness.js';
+import { INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MMIO_MAGIC_VALUE, MmioRegister, MmioTransport } from '../src/index.js';
+import { BASE, IRQ, ResettableLoopback, connect, initialise, settle, testMemory, type RingDriver } from './harness.js';
 
 const DEFAULT_FEATURES =
   featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_INDIRECT_DESC) | featureBit(VIRTIO_F_EVENT_IDX);
@@ -224,5 +224,39 @@ describe('spec 2.10, 4.2.2: shared memory regions', () => {
     expect(readShm(rig, 0)).toEqual(absent);
     expect(() => rig.transport.mapSharedMemory({ id: 2, size: 8, guestAddress: 0, bytes: new Uint8Array(8) })).toThrow(/no shared memory region 2/);
     expect(() => rig.transport.mapSharedMemory({ id: 1, size: 8, guestAddress: 0, bytes: new Uint8Array(8) })).toThrow(/is 8192 bytes/);
+  });
+});
+
+describe('snapshot and restore', () => {
+  it('a restored transport resumes the device, drives the line for pending events, and serves the next request', async () => {
+    const rig = connect();
+    const { rings } = initialise(rig.driver, featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_EVENT_IDX));
+    const ring = rings[0] as RingDriver;
+    const alloc = buffers();
+    sendPing(rig.memory, ring, alloc);
+    rig.driver.notify(0);
+    expect(ring.takeUsed()).toMatchObject({ len: 4 });
+    rig.transport.write(MmioRegister.QueueSel, 4, 0);
+    const saved = rig.transport.snapshot();
+
+    // The same kind of device, a fresh transport, the same guest memory: as after migration.
+    const moved = connect(new LoopbackDevice(), { memory: rig.memory });
+    moved.transport.restore(saved);
+    expect(moved.line).toEqual([true]);
+    expect(moved.transport.read(MmioRegister.Status, 4)).toBe(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+    expect(moved.transport.read(MmioRegister.QueueReady, 4)).toBe(1);
+    await settle();
+    expect(moved.interrupts).toEqual<InterruptCause[]>([{ kind: 'queue', index: undefined }]);
+    expect(moved.line).toEqual([true, false]);
+    const back = sendPing(rig.memory, ring, alloc);
+    if (ring.kickNeeded()) moved.driver.notify(0);
+    expect(ring.takeUsed()).toMatchObject({ len: 4 });
+    expect(new TextDecoder().decode(rig.memory.slice(back, 4))).toBe('ping');
+  });
+
+  it('refuses a snapshot of the other layout version', () => {
+    const saved = connect().transport.snapshot();
+    const legacy = new MmioTransport({ device: new LoopbackDevice(), memory: testMemory(), baseAddress: BASE, irq: { number: IRQ, set: () => undefined }, version: 1 });
+    expect(() => legacy.restore(saved)).toThrow(/version 2 restored into version 1/);
   });
 });

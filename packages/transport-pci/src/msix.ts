@@ -1,4 +1,5 @@
 import { Msix } from './constants.js';
+import type { PciViolations } from './function-state.js';
 
 /** Where MSI messages go: the VMM's interrupt controller (e.g. KVM_SIGNAL_MSI or an irqfd route). */
 export interface MsiSink {
@@ -32,14 +33,13 @@ export class MsixTable {
   functionMasked = false;
   /** The function may write memory (Bus Master Enable); MSI messages are memory writes. */
   busMaster = false;
-  /** Messages that could not be sent: their address is at or above 2^53. */
-  undeliverable = 0;
   private readonly table: Uint32Array;
   private readonly pba: Uint32Array;
   private readonly sink: MsiSink;
+  private readonly violations: PciViolations;
 
-  /** A table of `vectors` entries (1-2048), all masked, sending to `sink`. */
-  constructor(vectors: number, sink: MsiSink) {
+  /** A table of `vectors` entries (1-2048), all masked, sending to `sink`; unsendable messages count in `violations.dma`. */
+  constructor(vectors: number, sink: MsiSink, violations: PciViolations) {
     if (!Number.isInteger(vectors) || vectors < 1 || vectors > Msix.MAX_VECTORS) {
       throw new RangeError(`MSI-X vector count ${vectors} is not in 1..${Msix.MAX_VECTORS}`);
     }
@@ -49,6 +49,7 @@ export class MsixTable {
     this.table = new Uint32Array(vectors * 4);
     this.pba = new Uint32Array(this.pbaBytes / 4);
     this.sink = sink;
+    this.violations = violations;
     this.reset();
   }
 
@@ -135,7 +136,7 @@ export class MsixTable {
   private send(vector: number): void {
     const upper = this.table[4 * vector + 1] as number;
     if (upper > MAX_UPPER_ADDRESS) {
-      this.undeliverable++;
+      this.violations.dma++;
       return;
     }
     this.sink.signal(upper * TWO_32 + (this.table[4 * vector] as number), this.table[4 * vector + 2] as number);

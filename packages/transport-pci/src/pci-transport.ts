@@ -176,12 +176,12 @@ export class PciTransport {
     const queueCount = this.core.queueCount;
     const vectors = options.msixVectors ?? (options.msi === undefined ? 0 : Math.min(queueCount + 1, Msix.MAX_VECTORS));
     if (vectors > 0 && options.msi === undefined) throw new RangeError('msixVectors needs an msi sink to send messages to');
-    this.msix = vectors > 0 ? new MsixTable(vectors, options.msi as MsiSink) : undefined;
     this.state = new VirtioFunctionState(this.core, vectors, {
       isrChanged: () => this.updateIntx(),
       notify: (index, data) => this.notify(index, data),
     });
     this.violations = this.state.violations;
+    this.msix = vectors > 0 ? new MsixTable(vectors, options.msi as MsiSink, this.violations) : undefined;
     this.intx = options.intx;
 
     this.multiplier = options.notifyOffMultiplier ?? 4;

@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { sameBytes } from '../../test/harness.js';
 import {
   DeviceStatus,
   VIRTIO_F_ACCESS_PLATFORM,
@@ -664,4 +666,97 @@ describe('VirtioCore: legacy interface (spec 2.2.3, 3.1.2)', () => {
     expect(r.device.contexts).toHaveLength(1);
     expect(echo(r, driver, 'later')).toBe('later');
   });
+});
+
+describe('VirtioCore: properties', () => {
+  const addrArb = fc.oneof(fc.constantFrom(0, 0x1000, 0x2000, 0x3000, 0xfff0, 0x20000), fc.integer({ min: -16, max: 0x30000 }), fc.double(), fc.constant(2 ** 60));
+  const opArb = fc.oneof(
+    // A well-behaved bring-up with a random feature subset, so later operations reach a live device.
+    fc.record({ op: fc.constant('init' as const), mask: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }) }),
+    fc.record({ op: fc.constant('status' as const), value: fc.oneof(fc.constantFrom(0, 1, 3, 11, 15, 7, 0x40, 0x80), fc.nat({ max: 0xff })) }),
+    fc.record({ op: fc.constant('features' as const), page: fc.integer({ min: -1, max: 4 }), value: fc.nat({ max: 0xffffffff }) }),
+    fc.record({
+      op: fc.constant('queue' as const),
+      index: fc.integer({ min: -1, max: 2 }),
+      size: fc.oneof(fc.constantFrom(1, 2, 4, 8, 16, 3), fc.integer({ min: -1, max: 70000 })),
+      descAddr: addrArb,
+      driverAddr: addrArb,
+      deviceAddr: addrArb,
+    }),
+    fc.record({ op: fc.constant('enable' as const), index: fc.integer({ min: -1, max: 2 }) }),
+    fc.record({ op: fc.constant('reset' as const), index: fc.integer({ min: -1, max: 2 }) }),
+    fc.record({ op: fc.constant('notify' as const), index: fc.integer({ min: -1, max: 2 }), data: fc.nat({ max: 0xffffffff }) }),
+    fc.record({
+      op: fc.constant('scribble' as const),
+      addr: fc.oneof(fc.integer({ min: 0x1000, max: 0x1300 }), fc.integer({ min: 0, max: 0x1fff8 })),
+      value: fc.oneof(fc.bigInt({ min: 0n, max: 0xffffn }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })),
+    }),
+    fc.record({ op: fc.constant('config' as const), write: fc.boolean(), offset: fc.oneof(fc.integer({ min: -2, max: 12 }), fc.double()), len: fc.nat({ max: 9 }) }),
+  );
+
+  it('random register-level driver behaviour never throws and never writes outside guest RAM', () => {
+    fc.assert(
+      fc.property(fc.boolean(), fc.array(opArb, { maxLength: 60, size: 'large' }), (legacy, ops) => {
+        const CANARY = 0x5c;
+        const backing = new ArrayBuffer(0x40000);
+        const all = new Uint8Array(backing).fill(CANARY);
+        const memory = new GuestMemory([{ guestAddress: 0, buffer: backing, byteOffset: 0x10000, size: 0x20000 }]);
+        memory.fill(0, 0x20000);
+        const device = new EchoDevice();
+        device.deviceFeatures |= featureBit(VIRTIO_F_RING_RESET) | featureBit(VIRTIO_F_NOTIFICATION_DATA);
+        const core = new VirtioCore({
+          device,
+          memory,
+          interrupts: { queue: () => undefined, config: () => undefined },
+          transportFeatures: featureBit(VIRTIO_F_RING_RESET) | featureBit(VIRTIO_F_NOTIFICATION_DATA),
+        });
+        core.legacy = legacy;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'init': {
+              core.writeStatus(0);
+              core.writeStatus(ACKNOWLEDGE);
+              core.writeStatus(ACKNOWLEDGE | DRIVER);
+              const features = (core.offeredFeatures & o.mask) | (legacy ? 0n : VERSION_1);
+              for (let page = 0; page < 2; page++) core.writeDriverFeaturesPage(page, Number((features >> BigInt(32 * page)) & 0xffffffffn));
+              if (!legacy) core.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+              core.setQueueConfig(0, { size: 8, descAddr: 0x1000, driverAddr: 0x1100, deviceAddr: 0x1200 });
+              core.enableQueue(0);
+              core.writeStatus(ACKNOWLEDGE | DRIVER | (legacy ? 0 : FEATURES_OK) | DRIVER_OK);
+              break;
+            }
+            case 'status':
+              core.writeStatus(o.value);
+              break;
+            case 'features':
+              core.writeDriverFeaturesPage(o.page, o.value);
+              break;
+            case 'queue':
+              core.setQueueConfig(o.index, { size: o.size, descAddr: o.descAddr, driverAddr: o.driverAddr, deviceAddr: o.deviceAddr });
+              break;
+            case 'enable':
+              core.enableQueue(o.index);
+              break;
+            case 'reset':
+              core.resetQueue(o.index);
+              break;
+            case 'notify':
+              core.notify(o.index, o.data);
+              break;
+            case 'scribble':
+              memory.setU64(o.addr, o.value);
+              break;
+            case 'config':
+              if (o.write) core.writeConfig(o.offset, new Uint8Array(o.len));
+              else core.readConfig(o.offset, new Uint8Array(o.len));
+              break;
+          }
+          expect(core.status).toBe(core.status & 0xff);
+        }
+        expect(sameBytes(all.subarray(0, 0x10000), new Uint8Array(0x10000).fill(CANARY))).toBe(true);
+        expect(sameBytes(all.subarray(0x30000), new Uint8Array(0x10000).fill(CANARY))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  }, 60_000);
 });
