@@ -70,6 +70,8 @@ export interface GuestCompletion {
 /** Bytes the writable part is filled with before submission, to tell written from untouched. */
 export const CANARY = 0xa5;
 
+const EMPTY = new Uint8Array(0);
+
 interface Pending {
   readonly writable: GuestBuffer[];
   readonly inLen: number;
@@ -240,6 +242,10 @@ export class BlkGuest {
       if (p === undefined) throw new Error(`device used unknown id ${used.id} on queue ${queue}`);
       (this.pending[queue] as Map<number, Pending>).delete(used.id);
       this.outstanding--;
+      if (p.writable.length === 0) {
+        p.resolve({ status: undefined, len: used.len, data: EMPTY });
+        continue;
+      }
       const bytes = new Uint8Array(p.writable.reduce((n, b) => n + b.len, 0));
       let at = 0;
       for (const b of p.writable) {
