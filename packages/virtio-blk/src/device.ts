@@ -75,11 +75,6 @@ export class VirtioBlk implements VirtioDevice {
     return this.disk.config.writeback;
   }
 
-  /** Backend operations started and not yet settled, across all queues. */
-  get pendingIo(): number {
-    return this.inFlight;
-  }
-
   attach(host: DeviceHost): void {
     this.host = host;
   }

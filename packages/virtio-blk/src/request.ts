@@ -41,7 +41,7 @@ export interface DiskState {
   readonly readOnly: boolean;
   /** Logical block size in sectors: range commands must be aligned to it. */
   readonly blockSectors: number;
-  /** The driver negotiated VIRTIO_BLK_F_FLUSH (or is legacy and offered it). */
+  /** The driver negotiated VIRTIO_BLK_F_FLUSH: FLUSH requests are served. */
   readonly flushEnabled: boolean;
   /** Negotiated range commands' limits; undefined when not negotiated. */
   readonly discard: ResolvedRangeLimits | undefined;

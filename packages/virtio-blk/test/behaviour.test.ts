@@ -10,7 +10,7 @@ import {
   VIRTIO_BLK_T_OUT,
   BLK_RING_FEATURES,
 } from '../src/index.js';
-import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
 import { CANARY, BlkGuest } from './guest.js';
 import { settle } from './gated-backend.js';
 import { TRANSPORTS, patterned, rig } from './setup.js';
@@ -85,6 +85,24 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     const c = await again.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
     expect(again.interrupts.queue).toBe(1);
+  });
+
+  const ringReset = (rig({ transport, guest: { packed } }).guest.features & featureBit(VIRTIO_F_RING_RESET)) !== 0n;
+  if (!ringReset) console.warn(`SKIP: the ${transport} transport does not carry VIRTIO_F_RING_RESET: no queue reset test over it`);
+  it.skipIf(!ringReset)('queue reset (VIRTIO_F_RING_RESET) with requests in flight: they are dropped, the re-enabled queue serves', async () => {
+    const { guest, gate, blk } = rig({ transport, guest: { packed } });
+    gate.hold = () => true;
+    void guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1, inLen: 512 });
+    await settle();
+    guest.resetQueue(0);
+    gate.hold = () => false;
+    gate.release();
+    await blk.settled();
+    await settle();
+    expect(guest.interrupts.queue).toBe(0);
+    const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 2, inLen: 512 });
+    expect(c.status).toBe(VIRTIO_BLK_S_OK);
+    expect(guest.interrupts.queue).toBe(1);
   });
 
   it('reset with requests in flight: their status bytes are never written', async () => {

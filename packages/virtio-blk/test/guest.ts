@@ -70,6 +70,8 @@ export interface GuestCompletion {
 /** Bytes the writable part is filled with before submission, to tell written from untouched. */
 export const CANARY = 0xa5;
 
+const EMPTY = new Uint8Array(0);
+
 interface Pending {
   readonly writable: GuestBuffer[];
   readonly inLen: number;
@@ -206,6 +208,22 @@ export class BlkGuest {
     return promise;
   }
 
+  /**
+   * VIRTIO_F_RING_RESET (spec 2.6.1): resets queue `queue`, forgetting its
+   * pending requests, and sets it up again on a fresh ring at the same place.
+   */
+  resetQueue(queue: number): void {
+    const ring = this.rings[queue] as Ring;
+    this.transport.resetQueue(queue);
+    this.outstanding -= (this.pending[queue] as Map<number, Pending>).size;
+    (this.pending[queue] as Map<number, Pending>).clear();
+    this.taken[queue] = 0;
+    const fresh = ring instanceof SplitRingDriver ? new SplitRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx }) : new PackedRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx });
+    if (!this.transport.setupQueue(queue, ring.config)) throw new Error(`device refused queue ${queue} after its reset`);
+    this.rings[queue] = fresh;
+    this.armInterrupts(queue);
+  }
+
   /** Publishes added requests and notifies the device if it wants a notification. */
   kick(queue = 0): void {
     const ring = this.rings[queue] as Ring;
@@ -224,6 +242,10 @@ export class BlkGuest {
       if (p === undefined) throw new Error(`device used unknown id ${used.id} on queue ${queue}`);
       (this.pending[queue] as Map<number, Pending>).delete(used.id);
       this.outstanding--;
+      if (p.writable.length === 0) {
+        p.resolve({ status: undefined, len: used.len, data: EMPTY });
+        continue;
+      }
       const bytes = new Uint8Array(p.writable.reduce((n, b) => n + b.len, 0));
       let at = 0;
       for (const b of p.writable) {

@@ -2,7 +2,7 @@ import { CcwDriverTransport, CoreTransport, MmioDriverTransport, PciDriverTransp
 import { CcwTransport, diagnose500 } from '@virtio-ts/transport-ccw';
 import { MmioTransport } from '@virtio-ts/transport-mmio';
 import { PciTransport } from '@virtio-ts/transport-pci';
-import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { GuestMemory, VIRTIO_F_RING_RESET, featureBit, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import { MemoryBackend, VirtioBlk, type VirtioBlkOptions } from '../src/index.js';
 import { GatedBackend } from './gated-backend.js';
@@ -22,7 +22,7 @@ export const TRANSPORTS: readonly TransportKind[] = ['core', 'mmio', 'pci', 'ccw
 export function connect(kind: TransportKind, memory: GuestMemory, device: VirtioDevice): DriverTransport {
   switch (kind) {
     case 'core':
-      return new CoreTransport(memory, device);
+      return new CoreTransport(memory, device, { transportFeatures: featureBit(VIRTIO_F_RING_RESET) });
     case 'mmio': {
       const link: { driver?: MmioDriverTransport } = {};
       const transport = new MmioTransport({ device, memory, baseAddress: 0xd000_0000, irq: { number: 5, set: (level) => link.driver?.interruptLine(level) } });

@@ -106,22 +106,12 @@ export class FileBackend implements BlockBackend {
     return this.bytes;
   }
 
-  async read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
-    try {
-      await transfer(this.handle.fd, offset, buffers, false);
-    } catch (error) {
-      if (!this.directRefused(error)) throw error;
-      await transfer((this.buffered as FileHandle).fd, offset, buffers, false);
-    }
+  read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
+    return this.transfer(offset, buffers, false);
   }
 
-  async write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
-    try {
-      await transfer(this.handle.fd, offset, buffers, true);
-    } catch (error) {
-      if (!this.directRefused(error)) throw error;
-      await transfer((this.buffered as FileHandle).fd, offset, buffers, true);
-    }
+  write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
+    return this.transfer(offset, buffers, true);
   }
 
   async flush(): Promise<void> {
@@ -174,9 +164,18 @@ export class FileBackend implements BlockBackend {
     }
   }
 
-  /** O_DIRECT refuses buffers, offsets or lengths that are not aligned as the file system needs: EINVAL. */
-  private directRefused(error: unknown): boolean {
-    return this.buffered !== undefined && (error as { code?: unknown }).code === 'EINVAL';
+  /**
+   * Moves the data; with O_DIRECT, a transfer refused for its alignment
+   * (EINVAL) is done again through the buffered descriptor.
+   */
+  private transfer(offset: number, buffers: readonly Uint8Array[], toFile: boolean): Promise<void> {
+    const direct = transfer(this.handle.fd, offset, buffers, toFile);
+    const buffered = this.buffered;
+    if (buffered === undefined) return direct;
+    return direct.catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== 'EINVAL') throw error;
+      return transfer(buffered.fd, offset, buffers, toFile);
+    });
   }
 }
 
