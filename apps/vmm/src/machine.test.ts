@@ -77,6 +77,31 @@ describe.skipIf(noKvm !== undefined)('Machine with a purpose-built guest', () =>
     expect(console.lines).toEqual(['ready', '41']);
   });
 
+  it('turns guest writes matching an ioeventfd into eventfd signals instead of exits', async () => {
+    // No device sits at this address: a write that exited to the VMM would be counted as unclaimed.
+    const DOORBELL = 0xd200_0000;
+    let kicked: () => void = () => undefined;
+    const kick = new Promise<void>((resolve) => (kicked = resolve));
+    const { machine, console } = startScriptGuest((m) => {
+      m.ioeventfd({ address: DOORBELL, length: 4, datamatch: 7 }, kicked);
+      return new Script()
+        .write(4, LAPIC_SVR, 0x1ff)
+        .write(4, DOORBELL, 8)
+        .write(4, DOORBELL, 7)
+        .print('kicked')
+        .waitIrq()
+        .powerOff(ACPI_SLEEP_CONTROL_PORT);
+    });
+    running.push(machine);
+    await console.waitFor('kicked\n', 10_000, machine.outcome);
+    await kick;
+    // Only the write of 8, which the datamatch refuses, reached the bus.
+    expect(machine.mmio.unclaimed).toBe(1);
+    machine.msi.signal({ address: 0xfee0_0000n, data: 0x42 });
+    expect(await machine.outcome).toEqual({ kind: 'poweroff' });
+    expect(console.lines).toEqual(['kicked', '42']);
+  });
+
   for (const injection of ['irqfd', 'irq-line'] as const) {
     it(`holds a level-triggered GSI until the device lowers it (${injection})`, async () => {
       // A device register: reading returns the line's level, writing lowers the line.

@@ -11,7 +11,8 @@ import { Kvm, encodeCpuid, hostVirtualization } from './kvm/kvm.js';
 import type { VcpuStop } from './kvm/mailbox.js';
 import { EventFdPoller } from './kvm/poller.js';
 import { VcpuThread } from './kvm/vcpu.js';
-import { Vm } from './kvm/vm.js';
+import { Vm, createEventFd, type IoEventSpec } from './kvm/vm.js';
+import { libc } from './kvm/libc.js';
 import { GuestRam } from './memory/guest-ram.js';
 import { HostBridge } from './pci/host-bridge.js';
 import { PciRoot } from './pci/pci-root.js';
@@ -103,6 +104,7 @@ export class Machine {
   private readonly log: (message: string) => void;
   private readonly lines: InterruptLine[] = [];
   private readonly mmioSlots: MmioSlot[] = [];
+  private readonly teardowns: (() => void)[] = [];
   private vcpus: VcpuThread[] = [];
   private finish: (outcome: MachineOutcome) => void = () => undefined;
   private finished = false;
@@ -191,6 +193,32 @@ export class Machine {
     this.mmio.register(base, size, device, name);
   }
 
+  /**
+   * Registers an ioeventfd: guest writes matching `spec` no longer exit to
+   * the VMM but signal an eventfd, and `handler` runs on this thread when it
+   * is signalled. Returns the function that removes it again.
+   */
+  ioeventfd(spec: IoEventSpec, handler: () => void): () => void {
+    const fd = createEventFd();
+    this.vm.ioeventfd(fd, spec);
+    this.poller.add(fd, handler);
+    let removed = false;
+    const remove = (): void => {
+      if (removed) return;
+      removed = true;
+      this.poller.remove(fd);
+      if (!this.finished) this.vm.ioeventfd(fd, spec, true);
+      libc().close(fd);
+    };
+    this.teardowns.push(remove);
+    return remove;
+  }
+
+  /** Runs `teardown` when the machine ends, after the vCPUs stopped and before guest RAM is released (device resets). */
+  onTeardown(teardown: () => void): void {
+    this.teardowns.push(teardown);
+  }
+
   /** Types into the guest's console (COM1 receive). */
   consoleInput(bytes: Uint8Array): void {
     this.uart.receive(bytes);
@@ -267,6 +295,13 @@ export class Machine {
     void (async () => {
       await Promise.all(this.vcpus.map((v) => v.stop()));
       this.flushConsole();
+      for (const teardown of this.teardowns.splice(0)) {
+        try {
+          teardown();
+        } catch (error) {
+          this.log(`teardown failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
       for (const line of this.lines) if (line instanceof ResamplingIrqfd) line.close();
       this.poller.close();
       this.vm.close();
