@@ -262,10 +262,13 @@ export class VirtioCore {
    * above the maximum, a split size that is not a power of two, or areas outside
    * guest memory leave the queue disabled and set DEVICE_NEEDS_RESET. After
    * DRIVER_OK (re-enabling after a queue reset) the queue starts at once.
+   * Before FEATURES_OK the request is ignored and counted: the ring layout
+   * depends on features that are not final yet (spec 3.1.1 sets queues up after FEATURES_OK).
    */
   enableQueue(index: number): boolean {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    const featuresFinal = this.legacy || (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled || !featuresFinal) {
       this.violations.queue++;
       return false;
     }
@@ -292,8 +295,21 @@ export class VirtioCore {
    * again. Ignored (and counted) unless VIRTIO_F_RING_RESET was negotiated.
    */
   resetQueue(index: number): void {
+    if (!hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+      this.violations.queue++;
+      return;
+    }
+    this.disableQueue(index);
+  }
+
+  /**
+   * Stops queue `index` and returns its configuration to the defaults, whatever
+   * was negotiated: a transport's own way of disabling a queue (MMIO QueueReady
+   * 0, a legacy queue address of 0). The device never touches the old rings again.
+   */
+  disableQueue(index: number): void {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || !hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+    if (slot === undefined || slot.maxSize === 0) {
       this.violations.queue++;
       return;
     }
