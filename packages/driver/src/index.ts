@@ -8,3 +8,6 @@ export type { DriverEvent } from './events.js';
 export { GuestHeap } from './guest-heap.js';
 export { featureNames, statusNames } from './names.js';
 export { coreTransportFactory, type TransportFactory } from './transport-factory.js';
+export { MmioDriverTransport, type MmioDriverTransportOptions, type MmioRegisterBlock } from './transports/mmio.js';
+export { PciDriverTransport, PciLegacyDriverTransport, legacyPciQueueLayout, type PciDriverOptions, type PciFunctionAccess } from './transports/pci.js';
+export { CcwDriverTransport, type CcwDriverTransportOptions, type CcwHypercallRegisters, type CcwInterruptionResponse, type CcwSubchannel } from './transports/ccw.js';

@@ -187,7 +187,8 @@ export class VirtioCore {
 
   /** The driver writes 32 bits of its feature set. Ignored once FEATURES_OK is set (spec 3.1.1). */
   writeDriverFeaturesPage(page: number, value: number): void {
-    const locked = this.legacy ? this.driverOk : (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
+    // A legacy device finalises features on first use (spec 3.1.2), a modern one at FEATURES_OK.
+    const locked = this.legacy ? this.driverOk || this.activation !== 'inactive' : (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
     if (locked || !Number.isInteger(page) || page < 0 || page > 3 || (this.legacy && page !== 0)) {
       this.violations.features++;
       return;
@@ -215,12 +216,23 @@ export class VirtioCore {
       this.violations.status++;
       return;
     }
-    let next = (old & DeviceStatus.DEVICE_NEEDS_RESET) | wanted;
+    let next = wanted;
     if ((added & DeviceStatus.FEATURES_OK) !== 0 && !this.featuresAcceptable()) {
       next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
     }
+    // Read DEVICE_NEEDS_RESET only now: the device's acceptFeatures may just have set it.
+    next |= this.statusValue & DeviceStatus.DEVICE_NEEDS_RESET;
     this.statusValue = next;
-    if ((added & DeviceStatus.DRIVER_OK) !== 0 && (next & DeviceStatus.DRIVER_OK) !== 0) this.activate();
+    // A device that already set DEVICE_NEEDS_RESET (a queue the driver could not enable) stays
+    // in its error state until reset (spec 2.1.2): it does not start serving. A legacy driver
+    // may have started it already, by using it before DRIVER_OK (spec 3.1.2).
+    if (
+      (added & DeviceStatus.DRIVER_OK) !== 0 &&
+      (next & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) === DeviceStatus.DRIVER_OK &&
+      this.activation === 'inactive'
+    ) {
+      this.activate();
+    }
   }
 
   /** The configuration of queue `index`, or undefined if there is no such queue. */
@@ -250,10 +262,13 @@ export class VirtioCore {
    * above the maximum, a split size that is not a power of two, or areas outside
    * guest memory leave the queue disabled and set DEVICE_NEEDS_RESET. After
    * DRIVER_OK (re-enabling after a queue reset) the queue starts at once.
+   * Before FEATURES_OK the request is ignored and counted: the ring layout
+   * depends on features that are not final yet (spec 3.1.1 sets queues up after FEATURES_OK).
    */
   enableQueue(index: number): boolean {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    const featuresFinal = this.legacy || (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled || !featuresFinal) {
       this.violations.queue++;
       return false;
     }
@@ -267,15 +282,32 @@ export class VirtioCore {
       return false;
     }
     slot.enabled = true;
-    if (this.activation === 'active' && this.driverOk) {
+    if (this.activation === 'active') {
       const queue = this.startQueue(index, slot, undefined);
       if (queue !== undefined) this.guard(() => this.device.enableQueue?.(index, queue), 'enableQueue');
     }
     return true;
   }
 
-  /** VIRTIO_F_RING_RESET: the driver resets queue `index` (spec 2.6.1). */
+  /**
+   * VIRTIO_F_RING_RESET: the driver resets queue `index` (spec 2.6.1): the queue
+   * stops and returns to its initial state, ready to be configured and enabled
+   * again. Ignored (and counted) unless VIRTIO_F_RING_RESET was negotiated.
+   */
   resetQueue(index: number): void {
+    if (!hasFeature(this.driverFeatures, VIRTIO_F_RING_RESET)) {
+      this.violations.queue++;
+      return;
+    }
+    this.disableQueue(index);
+  }
+
+  /**
+   * Stops queue `index` and returns its configuration to the defaults, whatever
+   * was negotiated: a transport's own way of disabling a queue (MMIO QueueReady
+   * 0, a legacy queue address of 0). The device never touches the old rings again.
+   */
+  disableQueue(index: number): void {
     const slot = this.queues[index];
     if (slot === undefined || slot.maxSize === 0) {
       this.violations.queue++;
@@ -307,7 +339,7 @@ export class VirtioCore {
   /** An available buffer notification for queue `index`, with its notification data if negotiated (spec 2.9). */
   notify(index: number, data?: number): void {
     const slot = this.queues[index];
-    if (slot === undefined || !slot.enabled || !this.driverOk) {
+    if (slot === undefined || !slot.enabled || !(this.driverOk || this.legacyEarlyUse())) {
       this.violations.notify++;
       return;
     }
@@ -394,6 +426,18 @@ export class VirtioCore {
     if (this.driverOk) {
       this.activate(new Map(snapshot.queues.map((q, i) => [i, q.position] as const)));
     }
+  }
+
+  /**
+   * A legacy driver may use the device before DRIVER_OK (spec 3.1.2): its first
+   * notification after DRIVER activates the device. True if the device is (now)
+   * activated for it.
+   */
+  private legacyEarlyUse(): boolean {
+    const status = this.statusValue;
+    if (!this.legacy || (status & DeviceStatus.DRIVER) === 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return false;
+    if (this.activation === 'inactive') this.activate();
+    return this.activation !== 'inactive';
   }
 
   private inSequence(status: number): boolean {

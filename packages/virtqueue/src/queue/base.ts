@@ -1,5 +1,6 @@
-import type { GuestMemory } from '../memory/guest-memory.js';
-import { Chain, type DescriptorChain } from './chain.js';
+import type { GuestMemory, GuestMemoryRegion } from '../memory/guest-memory.js';
+import { Chain, descriptorAddress, type DescriptorChain } from './chain.js';
+import { ChainFault } from './fault.js';
 import type { QueueHooks, QueuePosition, Virtqueue } from './virtqueue.js';
 
 /** Options every layout shares, derived from the negotiated features. */
@@ -34,11 +35,16 @@ export abstract class VirtqueueBase implements Virtqueue {
   /** Used entries written since the last flush. */
   protected batch = 0;
   protected lastPopped: Chain | null = null;
+  /** The indirect table found by {@link indirectTable}: a view and the table's offset in it. */
+  protected tableView: DataView;
+  protected tableBase = 0;
   private readonly pool: Chain[] = [];
   private popSeq = 0;
   private completeSeq = 0;
   private held: (Chain | undefined)[] = [];
   private heldLen: Uint32Array | undefined;
+  /** Holds an indirect table that crosses from one region into the next, copied out. */
+  private tableBounce: DataView;
 
   protected constructor(memory: GuestMemory, size: number, hooks: QueueHooks, options: QueueLayoutOptions) {
     this.memory = memory;
@@ -49,6 +55,8 @@ export abstract class VirtqueueBase implements Virtqueue {
     this.indirect = options.indirect;
     this.inOrder = options.inOrder;
     this.maxIndirect = Math.max(size, 1024);
+    this.tableBounce = new DataView(new ArrayBuffer(0));
+    this.tableView = this.tableBounce;
   }
 
   pop(): DescriptorChain | null {
@@ -124,13 +132,44 @@ export abstract class VirtqueueBase implements Virtqueue {
 
   /** A pooled chain, cleared and marked in flight. */
   protected takeChain(id: number): Chain {
-    const chain = this.pool.pop() ?? new Chain(this);
-    chain.begin(this.memory, id);
+    const chain = this.pool.pop() ?? new Chain(this, this.memory);
+    chain.begin(id);
     chain.inFlight = true;
     chain.seq = this.popSeq;
     this.popSeq++;
     this.inFlight++;
     return chain;
+  }
+
+  /** Gives back a chain taken by {@link takeChain} that will not be handed out. */
+  protected discard(chain: Chain): void {
+    this.popSeq--;
+    this.release(chain);
+  }
+
+  /**
+   * Checks the indirect table a descriptor names (spec 2.7.5.3, 2.8.7): a
+   * non-zero multiple of 16 bytes, at most {@link maxIndirect} entries, wholly in
+   * guest memory. On success {@link tableView} and {@link tableBase} locate it; a
+   * table that crosses into an adjacent region is copied out first.
+   */
+  protected indirectTable(lo: number, hi: number, len: number): ChainFault {
+    if (len === 0 || len % 16 !== 0 || len / 16 > this.maxIndirect) return ChainFault.INDIRECT_TABLE_SIZE;
+    const addr = descriptorAddress(lo, hi);
+    const memory = this.memory;
+    const index = memory.regionIndexOf(addr, len, 'read');
+    if (index >= 0) {
+      const region = memory.regions[index] as GuestMemoryRegion;
+      this.tableView = region.view;
+      this.tableBase = addr - region.guestAddress;
+      return ChainFault.NONE;
+    }
+    if (!memory.checkRange(addr, len, 'read')) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
+    if (this.tableBounce.byteLength < len) this.tableBounce = new DataView(new ArrayBuffer(16 * this.maxIndirect));
+    memory.read(addr, new Uint8Array(this.tableBounce.buffer, 0, len));
+    this.tableView = this.tableBounce;
+    this.tableBase = 0;
+    return ChainFault.NONE;
   }
 
   /** The ring is corrupt: stop serving it and tell the transport. */
@@ -149,7 +188,10 @@ export abstract class VirtqueueBase implements Virtqueue {
   }
 
   private hold(c: Chain, len: number): void {
-    if (this.heldLen === undefined) this.heldLen = new Uint32Array(this.size);
+    if (this.heldLen === undefined) {
+      this.heldLen = new Uint32Array(this.size);
+      this.held = new Array<Chain | undefined>(this.size).fill(undefined);
+    }
     const slot = c.seq % this.size;
     this.held[slot] = c;
     this.heldLen[slot] = len;

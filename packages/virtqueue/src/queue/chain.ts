@@ -32,12 +32,24 @@ export interface DescriptorChain {
   readonly readableLength: number;
   /** Total bytes of the device-writable part. */
   readonly writableLength: number;
-  /** Descriptors walked, including those of an indirect table. */
+  /** Buffer descriptors walked, direct or in an indirect table (up to the one that faulted). */
   readonly descriptorCount: number;
   /** Cursor over the device-readable part. */
   readonly reader: ChainReader;
   /** Cursor over the device-writable part. */
   readonly writer: ChainWriter;
+}
+
+/** Largest high word of a 64-bit guest address that keeps the address below 2^53 (exact in a number). */
+const MAX_ADDR_HI = 0x1fffff;
+const TWO_32 = 4294967296;
+
+/**
+ * The guest-physical address a descriptor's two 32-bit address words name, or
+ * -1 when it is 2^53 or more (beyond any guest memory a number can address).
+ */
+export function descriptorAddress(lo: number, hi: number): number {
+  return hi > MAX_ADDR_HI ? -1 : hi * TWO_32 + lo;
 }
 
 /**
@@ -62,55 +74,71 @@ export class Chain implements DescriptorChain {
   readonly owner: object;
   readonly reader: ChainReader;
   readonly writer: ChainWriter;
-  regions: readonly GuestMemoryRegion[] = [];
+  readonly memory: GuestMemory;
+  readonly regions: readonly GuestMemoryRegion[];
   segRegion = new Uint16Array(INITIAL_SEGMENTS);
   segOffset = new Float64Array(INITIAL_SEGMENTS);
   segLen = new Uint32Array(INITIAL_SEGMENTS);
   segCount = 0;
   readableCount = 0;
   private sawWritable = false;
+  /*
+   * The region the last buffer fell in, as plain numbers: nearly every buffer
+   * lands in the same region as the one before, and comparing two numbers is
+   * much cheaper than a lookup through GuestMemory.
+   */
+  private hitIndex = 0;
+  private hitStart = 0;
+  private hitEnd = 0;
+  private hitWritable = false;
 
-  constructor(owner: object) {
+  constructor(owner: object, memory: GuestMemory) {
     this.owner = owner;
+    this.memory = memory;
+    this.regions = memory.regions;
     this.reader = new ChainReader(this);
     this.writer = new ChainWriter(this);
   }
 
   /** Clears the chain for a new pop. */
-  begin(memory: GuestMemory, id: number): void {
+  begin(id: number): void {
     this.id = id;
     this.fault = ChainFault.NONE;
     this.readableLength = 0;
     this.writableLength = 0;
     this.descriptorCount = 0;
     this.ringSlots = 1;
-    this.regions = memory.regions;
     this.segCount = 0;
     this.readableCount = 0;
     this.sawWritable = false;
   }
 
-  /** Adds one descriptor's buffer; returns the fault it causes, if any. */
-  addBuffer(memory: GuestMemory, addr: number, len: number, writable: boolean): ChainFault {
+  /**
+   * Adds one descriptor's buffer, given as the descriptor's address words, length
+   * and write flag; returns the fault it causes, if any. Readable buffers must come
+   * first (spec 2.7.4.2, 2.8.17) and the chain may not total more than 2^32 - 1
+   * bytes (spec 2.7.5.2).
+   */
+  addBuffer(lo: number, hi: number, len: number, writable: boolean): ChainFault {
+    this.descriptorCount++;
+    const total = this.readableLength + this.writableLength + len;
+    if (total > MAX_CHAIN_BYTES) return ChainFault.LENGTH_OVERFLOW;
     if (writable) {
       this.sawWritable = true;
-      const total = this.writableLength + len;
-      if (total > MAX_CHAIN_BYTES) return ChainFault.LENGTH_OVERFLOW;
-      this.writableLength = total;
+      this.writableLength += len;
     } else {
       if (this.sawWritable) return ChainFault.READABLE_AFTER_WRITABLE;
-      const total = this.readableLength + len;
-      if (total > MAX_CHAIN_BYTES) return ChainFault.LENGTH_OVERFLOW;
-      this.readableLength = total;
+      this.readableLength += len;
     }
     if (len === 0) return ChainFault.NONE;
-    const access = writable ? 'write' : 'read';
-    const index = memory.regionIndexOf(addr, len, access);
-    if (index >= 0) {
-      this.pushSegment(index, addr - (this.regions[index] as GuestMemoryRegion).guestAddress, len, writable);
+    if (hi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
+    // Exact: addr < 2^53 and len < 2^32, and a sum that rounds is above every region's end.
+    const addr = hi * TWO_32 + lo;
+    if (addr >= this.hitStart && addr + len <= this.hitEnd && (this.hitWritable || !writable)) {
+      this.pushSegment(this.hitIndex, addr - this.hitStart, len, writable);
       return ChainFault.NONE;
     }
-    return this.addSpanningBuffer(memory, addr, len, access, writable);
+    return this.addBufferSlow(addr, len, writable);
   }
 
   /** Marks the chain faulted and drops whatever buffers it had gathered. */
@@ -128,14 +156,20 @@ export class Chain implements DescriptorChain {
     this.writer.reset(this.readableCount, this.segCount, this.writableLength);
   }
 
-  /** A buffer crossing from one region into an adjacent one: one segment per region. */
-  private addSpanningBuffer(
-    memory: GuestMemory,
-    addr: number,
-    len: number,
-    access: 'read' | 'write',
-    writable: boolean,
-  ): ChainFault {
+  /** A buffer outside the cached region: look it up, and split it where it crosses into an adjacent region. */
+  private addBufferSlow(addr: number, len: number, writable: boolean): ChainFault {
+    const memory = this.memory;
+    const access = writable ? 'write' : 'read';
+    const index = memory.regionIndexOf(addr, len, access);
+    if (index >= 0) {
+      const region = this.regions[index] as GuestMemoryRegion;
+      this.hitIndex = index;
+      this.hitStart = region.guestAddress;
+      this.hitEnd = region.end;
+      this.hitWritable = !region.readonly;
+      this.pushSegment(index, addr - region.guestAddress, len, writable);
+      return ChainFault.NONE;
+    }
     if (!memory.checkRange(addr, len, access)) return ChainFault.BUFFER_OUTSIDE_MEMORY;
     let cursor = addr;
     const end = addr + len;

@@ -31,6 +31,16 @@ export function queueConfigProblem(memory: GuestMemory, config: QueueConfig, pac
   );
 }
 
+/** Why `start` cannot be a position in a ring of `size` entries, or undefined if it can. */
+function startProblem(start: QueuePosition, size: number, packed: boolean): string | undefined {
+  // Split indices are free-running 16-bit counters; packed ones are slots in the ring (spec 2.8.1).
+  const limit = packed ? size : 0x10000;
+  for (const [name, value] of [['available', start.availIndex], ['used', start.usedIndex]] as const) {
+    if (!Number.isInteger(value) || value < 0 || value >= limit) return `resume ${name} index ${value} is not in 0..${limit - 1}`;
+  }
+  return undefined;
+}
+
 /** Everything needed to create a virtqueue besides memory and its configuration. */
 export interface CreateVirtqueueOptions {
   /** Queue index within the device. */
@@ -46,11 +56,12 @@ export interface CreateVirtqueueOptions {
 /**
  * Creates the device side of a virtqueue, split or packed according to
  * VIRTIO_F_RING_PACKED. Throws a RangeError naming the problem when `config` is
- * unusable (see {@link queueConfigProblem}).
+ * unusable (see {@link queueConfigProblem}) or `start` is not a position in it.
  */
 export function createVirtqueue(memory: GuestMemory, config: QueueConfig, options: CreateVirtqueueOptions): Virtqueue {
   const packed = hasFeature(options.features, VIRTIO_F_RING_PACKED);
-  const problem = queueConfigProblem(memory, config, packed);
+  const problem =
+    queueConfigProblem(memory, config, packed) ?? (options.start === undefined ? undefined : startProblem(options.start, config.size, packed));
   if (problem !== undefined) throw new RangeError(`queue ${options.index}: ${problem}`);
   const layout = {
     index: options.index,

@@ -1,4 +1,4 @@
-import type { GuestMemory, GuestMemoryRegion } from '../memory/guest-memory.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
@@ -14,9 +14,6 @@ import type { Chain } from './chain.js';
 import { ChainFault } from './fault.js';
 import { ringU16, ringU32 } from './ring-view.js';
 import type { QueueConfig, QueueHooks, QueuePosition } from './virtqueue.js';
-
-const MAX_ADDR_HI = 0x1fffff;
-const TWO_32 = 4294967296;
 
 /** Bytes of each packed-ring area for `size` entries (spec 2.8.10: 16*size, 4, 4). */
 export function packedRingSizes(size: number): { desc: number; driver: number; device: number } {
@@ -42,12 +39,14 @@ export class PackedVirtqueue extends VirtqueueBase {
   private availWrap: number;
   private nextUsed: number;
   private usedWrap: number;
+  /** Descriptor slots popped and not yet written back as used (spec 2.8: never more than the ring). */
+  private slotsInFlight = 0;
   private batchSlot = 0;
   private batchFlags = 0;
   private signalledPos = 0;
   private signalledValid = false;
 
-  /** Creates the queue; `config` must have been checked with {@link packedConfigProblem}. */
+  /** Creates the queue; `config` and `start` must have been checked by createVirtqueue. */
   constructor(memory: GuestMemory, config: QueueConfig, hooks: QueueHooks, options: QueueLayoutOptions, start?: QueuePosition) {
     super(memory, config.size, hooks, options);
     this.desc32 = ringU32(memory, config.descAddr, 16 * config.size);
@@ -87,7 +86,6 @@ export class PackedVirtqueue extends VirtqueueBase {
     if (!this.available()) {
       if (!this.notificationsEnabled || !this.rearm()) return null;
     }
-    if (this.inFlight >= this.size) return this.corrupt('the driver made more buffers available than the queue holds');
     const desc32 = this.desc32;
     const desc16 = this.desc16;
     const size = this.size;
@@ -103,17 +101,13 @@ export class PackedVirtqueue extends VirtqueueBase {
         const lo = desc32[slot * 4] as number;
         const hi = desc32[slot * 4 + 1] as number;
         const len = desc32[slot * 4 + 2] as number;
-        chain.descriptorCount++;
-        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-          // An indirect descriptor is a whole buffer on its own (spec 2.8.7.1).
-          fault =
-            count !== 1 || (flags & VIRTQ_DESC_F_NEXT) !== 0
-              ? ChainFault.INDIRECT_WITH_NEXT
-              : this.walkIndirect(chain, lo, hi, len);
-        } else if (hi > MAX_ADDR_HI) {
-          fault = ChainFault.BUFFER_OUTSIDE_MEMORY;
+        if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) {
+          fault = chain.addBuffer(lo, hi, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+        } else if (count !== 1 || (flags & VIRTQ_DESC_F_NEXT) !== 0) {
+          // An indirect descriptor is a whole list on its own (spec 2.8.19).
+          fault = ChainFault.INDIRECT_WITH_NEXT;
         } else {
-          fault = chain.addBuffer(this.memory, hi * TWO_32 + lo, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+          fault = this.walkIndirect(chain, lo, hi, len);
         }
       }
       const last = slot;
@@ -126,8 +120,16 @@ export class PackedVirtqueue extends VirtqueueBase {
         chain.id = desc16[last * 8 + 6] as number;
         break;
       }
-      if (count === size) return this.corrupt('a descriptor list runs round the whole ring without ending');
+      if (count === size) {
+        this.discard(chain);
+        return this.corrupt('a descriptor list runs round the whole ring without ending');
+      }
     }
+    if (this.slotsInFlight + count > size) {
+      this.discard(chain);
+      return this.corrupt('the driver made more descriptors available than the ring holds');
+    }
+    this.slotsInFlight += count;
     this.nextAvail = slot;
     this.availWrap = wrap;
     chain.ringSlots = count;
@@ -143,20 +145,24 @@ export class PackedVirtqueue extends VirtqueueBase {
       this.availWrap ^= 1;
     }
     this.nextAvail = slot;
+    this.slotsInFlight -= chain.ringSlots;
   }
 
   protected writeUsed(chain: Chain, len: number): void {
     const slot = this.nextUsed;
     this.desc32[slot * 4 + 2] = len;
     this.desc16[slot * 8 + 6] = chain.id;
-    // A used descriptor has AVAIL and USED both equal to the Device Ring Wrap Counter (spec 2.8.1).
-    const flags = (this.usedWrap === 1 ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) | (chain.writableLength > 0 ? VIRTQ_DESC_F_WRITE : 0);
+    // A used descriptor has AVAIL and USED both equal to the Device Ring Wrap Counter (spec 2.8.1);
+    // VIRTQ_DESC_F_WRITE says whether the device wrote anything (spec 2.8.3).
+    const flags = (this.usedWrap === 1 ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
     if (this.batch === 0) {
-      // The first descriptor's flags are stored last, at publish, so the driver sees the batch at once.
+      // The driver polls only the first slot of the batch, so the batch's other
+      // descriptors can be plain stores: the first one's flags are stored last,
+      // at publish, with a barrier, and make the whole batch visible at once.
       this.batchSlot = slot;
       this.batchFlags = flags;
     } else {
-      Atomics.store(this.desc16, slot * 8 + 7, flags);
+      this.desc16[slot * 8 + 7] = flags;
     }
     let next = slot + chain.ringSlots;
     if (next >= this.size) {
@@ -164,10 +170,12 @@ export class PackedVirtqueue extends VirtqueueBase {
       this.usedWrap ^= 1;
     }
     this.nextUsed = next;
+    this.slotsInFlight -= chain.ringSlots;
     this.batch++;
   }
 
   protected publish(): boolean {
+    // A seq-cst store: the batch before it, and it before the event suppression load below.
     Atomics.store(this.desc16, this.batchSlot * 8 + 7, this.batchFlags);
     const flags = (Atomics.load(this.driverEvent, 1) as number) & 3;
     const old = this.signalledPos;
@@ -175,9 +183,9 @@ export class PackedVirtqueue extends VirtqueueBase {
     const valid = this.signalledValid;
     this.signalledPos = now;
     this.signalledValid = true;
-    if (!valid) return true;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
-    if (flags !== RING_EVENT_FLAGS_DESC || !this.eventIdx) return true;
+    // RING_EVENT_FLAGS_DESC counts only with VIRTIO_F_EVENT_IDX; the reserved value 3 reads as ENABLE.
+    if (flags !== RING_EVENT_FLAGS_DESC || !this.eventIdx || !valid) return true;
     const offWrap = this.driverEvent[0] as number;
     const event = this.linear(offWrap & 0x7fff, offWrap >>> 15);
     // The driver wants an interrupt once the used descriptor at off_wrap is written (spec 2.8.10):
@@ -211,26 +219,19 @@ export class PackedVirtqueue extends VirtqueueBase {
     return this.available();
   }
 
-  /** Packed indirect tables are read sequentially; only VIRTQ_DESC_F_WRITE is meaningful (spec 2.8.7). */
+  /**
+   * Packed indirect tables are read front to back, every entry in use; only
+   * VIRTQ_DESC_F_WRITE counts, the other flags and the buffer ID are reserved and
+   * ignored (spec 2.8.7).
+   */
   private walkIndirect(chain: Chain, lo: number, hi: number, len: number): ChainFault {
     if (!this.indirect) return ChainFault.INDIRECT_NOT_NEGOTIATED;
-    if (len === 0 || len % 16 !== 0 || len / 16 > this.maxIndirect) return ChainFault.INDIRECT_TABLE_SIZE;
-    if (hi > MAX_ADDR_HI) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
-    const tableAddr = hi * TWO_32 + lo;
-    const regionIndex = this.memory.regionIndexOf(tableAddr, len, 'read');
-    if (regionIndex < 0) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
-    const region = this.memory.regions[regionIndex] as GuestMemoryRegion;
-    const view = region.view;
-    const base = tableAddr - region.guestAddress;
-    for (let at = base, end = base + len; at < end; at += 16) {
-      const dlo = view.getUint32(at, true);
-      const dhi = view.getUint32(at + 4, true);
-      const dlen = view.getUint32(at + 8, true);
-      const dflags = view.getUint16(at + 14, true);
-      chain.descriptorCount++;
-      if ((dflags & VIRTQ_DESC_F_INDIRECT) !== 0) return ChainFault.NESTED_INDIRECT;
-      if (dhi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
-      const fault = chain.addBuffer(this.memory, dhi * TWO_32 + dlo, dlen, (dflags & VIRTQ_DESC_F_WRITE) !== 0);
+    const tableFault = this.indirectTable(lo, hi, len);
+    if (tableFault !== ChainFault.NONE) return tableFault;
+    const view = this.tableView;
+    for (let at = this.tableBase, end = this.tableBase + len; at < end; at += 16) {
+      const writable = (view.getUint16(at + 14, true) & VIRTQ_DESC_F_WRITE) !== 0;
+      const fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), writable);
       if (fault !== ChainFault.NONE) return fault;
     }
     return ChainFault.NONE;

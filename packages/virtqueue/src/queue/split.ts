@@ -1,14 +1,10 @@
-import type { GuestMemory, GuestMemoryRegion } from '../memory/guest-memory.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../constants.js';
 import { VirtqueueBase, type QueueLayoutOptions } from './base.js';
 import type { Chain } from './chain.js';
 import { ChainFault } from './fault.js';
 import { ringU16, ringU32 } from './ring-view.js';
 import type { QueueConfig, QueueHooks, QueuePosition } from './virtqueue.js';
-
-/** Largest address expressible in a JavaScript number without loss, as the high word of a u64. */
-const MAX_ADDR_HI = 0x1fffff;
-const TWO_32 = 4294967296;
 
 /** Bytes of each split-ring area for `size` entries (spec 2.7: 16*size, 6+2*size, 6+8*size). */
 export function splitRingSizes(size: number): { desc: number; avail: number; used: number } {
@@ -37,7 +33,7 @@ export class SplitVirtqueue extends VirtqueueBase {
   private signalledUsed = 0;
   private signalledValid = false;
 
-  /** Creates the queue; `config` must have been checked with {@link splitConfigProblem}. */
+  /** Creates the queue; `config` and `start` must have been checked by createVirtqueue. */
   constructor(memory: GuestMemory, config: QueueConfig, hooks: QueueHooks, options: QueueLayoutOptions, start?: QueuePosition) {
     super(memory, config.size, hooks, options);
     const sizes = splitRingSizes(config.size);
@@ -47,8 +43,8 @@ export class SplitVirtqueue extends VirtqueueBase {
     this.avail16 = ringU16(memory, config.driverAddr, sizes.avail);
     this.used16 = ringU16(memory, config.deviceAddr, sizes.used);
     this.used32 = ringU32(memory, config.deviceAddr, sizes.used);
-    this.lastAvailIdx = (start?.availIndex ?? 0) & 0xffff;
-    this.usedIdx = (start?.usedIndex ?? 0) & 0xffff;
+    this.lastAvailIdx = start?.availIndex ?? 0;
+    this.usedIdx = start?.usedIndex ?? 0;
     this.signalledUsed = this.usedIdx;
   }
 
@@ -136,57 +132,47 @@ export class SplitVirtqueue extends VirtqueueBase {
    * most the table's length in an indirect table, so a loop ends (spec 2.7.5.3.1).
    */
   private walk(chain: Chain, head: number): ChainFault {
-    const memory = this.memory;
     const desc32 = this.desc32;
     const desc16 = this.desc16;
+    const mask = this.mask;
     let index = head;
-    let budget = this.size;
-    for (;;) {
-      if (budget-- === 0) return ChainFault.CHAIN_TOO_LONG;
-      const lo = desc32[index * 4] as number;
-      const hi = desc32[index * 4 + 1] as number;
-      const len = desc32[index * 4 + 2] as number;
+    for (let budget = this.size; budget > 0; budget--) {
       const flags = desc16[index * 8 + 6] as number;
-      chain.descriptorCount++;
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) return this.walkIndirect(chain, lo, hi, len, flags);
-      if (hi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
-      const fault = chain.addBuffer(memory, hi * TWO_32 + lo, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        return this.walkIndirect(chain, desc32[index * 4] as number, desc32[index * 4 + 1] as number, desc32[index * 4 + 2] as number, flags);
+      }
+      const fault = chain.addBuffer(desc32[index * 4] as number, desc32[index * 4 + 1] as number, desc32[index * 4 + 2] as number, (flags & VIRTQ_DESC_F_WRITE) !== 0);
       if (fault !== ChainFault.NONE) return fault;
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
       index = desc16[index * 8 + 7] as number;
-      if (index > this.mask) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
+      if (index > mask) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
     }
+    return ChainFault.CHAIN_TOO_LONG;
   }
 
-  /** An indirect table ends the chain (spec 2.7.5.3.2: direct descriptors, then at most one indirect). */
+  /**
+   * An indirect table ends the chain: zero or more direct descriptors, then at
+   * most one indirect (spec 2.7.5.3.2), whose own VIRTQ_DESC_F_WRITE is ignored.
+   */
   private walkIndirect(chain: Chain, lo: number, hi: number, len: number, flags: number): ChainFault {
     if (!this.indirect) return ChainFault.INDIRECT_NOT_NEGOTIATED;
     if ((flags & VIRTQ_DESC_F_NEXT) !== 0) return ChainFault.INDIRECT_WITH_NEXT;
-    if (len === 0 || len % 16 !== 0 || len / 16 > this.maxIndirect) return ChainFault.INDIRECT_TABLE_SIZE;
-    if (hi > MAX_ADDR_HI) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
-    const tableAddr = hi * TWO_32 + lo;
-    const regionIndex = this.memory.regionIndexOf(tableAddr, len, 'read');
-    if (regionIndex < 0) return ChainFault.INDIRECT_TABLE_OUTSIDE_MEMORY;
-    const region = this.memory.regions[regionIndex] as GuestMemoryRegion;
-    const view = region.view;
-    const base = tableAddr - region.guestAddress;
+    const tableFault = this.indirectTable(lo, hi, len);
+    if (tableFault !== ChainFault.NONE) return tableFault;
+    const view = this.tableView;
+    const base = this.tableBase;
     const count = len / 16;
     let index = 0;
-    for (let budget = count; ; ) {
-      if (budget-- === 0) return ChainFault.CHAIN_TOO_LONG;
+    for (let budget = count; budget > 0; budget--) {
       const at = base + index * 16;
-      const dlo = view.getUint32(at, true);
-      const dhi = view.getUint32(at + 4, true);
-      const dlen = view.getUint32(at + 8, true);
       const dflags = view.getUint16(at + 12, true);
-      chain.descriptorCount++;
       if ((dflags & VIRTQ_DESC_F_INDIRECT) !== 0) return ChainFault.NESTED_INDIRECT;
-      if (dhi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
-      const fault = chain.addBuffer(this.memory, dhi * TWO_32 + dlo, dlen, (dflags & VIRTQ_DESC_F_WRITE) !== 0);
+      const fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), (dflags & VIRTQ_DESC_F_WRITE) !== 0);
       if (fault !== ChainFault.NONE) return fault;
       if ((dflags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
       index = view.getUint16(at + 14, true);
       if (index >= count) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
     }
+    return ChainFault.CHAIN_TOO_LONG;
   }
 }

@@ -77,25 +77,42 @@ export class PackedRingDriver {
   /** Writes a chain (its head's flags held back until {@link publish}); returns its buffer ID. */
   add(buffers: readonly GuestBuffer[], options: AddOptions = {}): number {
     const needed = options.indirectTable === undefined ? buffers.length : 1;
-    const id = this.freeIds.pop();
+    const id = this.freeIds.at(-1);
     if (needed === 0 || needed > this.freeSlots || id === undefined) {
       throw new RangeError(`PackedRingDriver: ${needed} descriptors wanted, ${this.freeSlots} free`);
     }
-    const descriptors: { addr: number; len: number; flags: number }[] = [];
+    const descriptors: RawPackedDescriptor[] = [];
     if (options.indirectTable !== undefined) {
       const table = options.indirectTable;
       buffers.forEach((b, i) => this.writeRaw(table + 16 * i, { addr: b.addr, len: b.len, id: 0, flags: b.writable ? VIRTQ_DESC_F_WRITE : 0 }));
-      descriptors.push({ addr: table, len: 16 * buffers.length, flags: VIRTQ_DESC_F_INDIRECT });
+      descriptors.push({ addr: table, len: 16 * buffers.length, id, flags: VIRTQ_DESC_F_INDIRECT });
     } else {
       buffers.forEach((b, i) =>
-        descriptors.push({ addr: b.addr, len: b.len, flags: (b.writable ? VIRTQ_DESC_F_WRITE : 0) | (i < buffers.length - 1 ? VIRTQ_DESC_F_NEXT : 0) }),
+        descriptors.push({ addr: b.addr, len: b.len, id, flags: (b.writable ? VIRTQ_DESC_F_WRITE : 0) | (i < buffers.length - 1 ? VIRTQ_DESC_F_NEXT : 0) }),
       );
     }
+    this.addRaw(descriptors);
+    return id;
+  }
+
+  /**
+   * Writes a list of raw descriptors (malformed on purpose, if wanted) at the
+   * next slots, adding the current lap's AVAIL/USED bits to their flags; the
+   * head's flags are held back until {@link publish}. The last descriptor's buffer
+   * ID is taken out of the free IDs so that {@link takeUsed} accepts its used
+   * descriptor.
+   */
+  addRaw(descriptors: readonly RawPackedDescriptor[]): void {
+    const last = descriptors.at(-1);
+    if (last === undefined || descriptors.length > this.freeSlots) {
+      throw new RangeError(`PackedRingDriver: ${descriptors.length} descriptors wanted, ${this.freeSlots} free`);
+    }
+    const free = this.freeIds.indexOf(last.id);
+    if (free >= 0) this.freeIds.splice(free, 1);
     descriptors.forEach((d, i) => {
-      const avail = this.availWrap === 1 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
-      const flags = d.flags | avail;
+      const flags = d.flags | this.availFlags;
       const slot = this.nextAvail;
-      this.writeRaw(this.descAddr(slot), { addr: d.addr, len: d.len, id, flags: 0 });
+      this.writeRaw(this.descAddr(slot), { ...d, flags: 0 });
       if (i === 0) this.pendingHeads.push([slot, flags]);
       else this.memory.setU16(this.descAddr(slot) + 14, flags);
       if (++this.nextAvail === this.config.size) {
@@ -103,9 +120,8 @@ export class PackedRingDriver {
         this.availWrap ^= 1;
       }
     });
-    this.freeSlots -= needed;
-    this.slotsOfId[id] = needed;
-    return id;
+    this.freeSlots -= descriptors.length;
+    if (last.id < this.config.size) this.slotsOfId[last.id] = descriptors.length;
   }
 
   /** Makes written chains available by storing their heads' flags (spec 2.8.21). */
@@ -138,7 +154,7 @@ export class PackedRingDriver {
     if (avail !== used || used !== this.usedWrap) return null;
     const id = this.memory.getU16(addr + 12);
     const len = this.memory.getU32(addr + 8);
-    const slots = id < this.config.size ? this.slotsOfId[id] ?? 0 : 0;
+    const slots = id < this.config.size ? (this.slotsOfId[id] ?? 0) : 0;
     if (slots === 0) throw new Error(`PackedRingDriver: device used unknown buffer ID ${id}`);
     this.nextUsed += slots;
     if (this.nextUsed >= this.config.size) {

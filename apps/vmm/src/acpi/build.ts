@@ -1,0 +1,54 @@
+import { buildDsdtAml, type DsdtConfig } from './dsdt.js';
+import { buildDsdt, buildFadt, buildMadt, buildMcfg, buildRsdp, buildXsdt, type FadtPorts, type MadtConfig } from './tables.js';
+
+/** Everything the machine's ACPI tables describe. */
+export interface AcpiConfig {
+  readonly dsdt: DsdtConfig;
+  readonly madt: MadtConfig;
+  readonly fadt: FadtPorts;
+  readonly ecamBase: number;
+}
+
+/** One placed table. */
+export interface PlacedTable {
+  readonly signature: string;
+  readonly address: number;
+  readonly bytes: Uint8Array;
+}
+
+/** The tables laid out for copying into guest memory at `base`. */
+export interface AcpiTables {
+  /** Guest-physical address of the RSDP (boot_params.acpi_rsdp_addr). */
+  readonly rsdpAddress: number;
+  /** Each table, RSDP first. */
+  readonly tables: readonly PlacedTable[];
+  /** All of them as one block starting at `base`. */
+  readonly blob: Uint8Array;
+}
+
+/**
+ * Builds RSDP, DSDT, FACP, APIC, MCFG and XSDT and places them one after the
+ * other from `base` (16-byte aligned, so an OS scanning the BIOS area for the
+ * RSDP finds it too).
+ */
+export function buildAcpiTables(config: AcpiConfig, base: number): AcpiTables {
+  const align = (n: number): number => (n + 15) & ~15;
+  const rsdpAddress = base;
+  let next = align(rsdpAddress + 36);
+  const place = (signature: string, bytes: Uint8Array): PlacedTable => {
+    const t = { signature, address: next, bytes };
+    next = align(next + bytes.length);
+    return t;
+  };
+  const dsdt = place('DSDT', buildDsdt(buildDsdtAml(config.dsdt)));
+  const fadt = place('FACP', buildFadt(dsdt.address, config.fadt));
+  const madt = place('APIC', buildMadt(config.madt));
+  const mcfg = place('MCFG', buildMcfg(config.ecamBase, 0, 0));
+  const xsdtAddress = next;
+  const xsdt = place('XSDT', buildXsdt([fadt.address, madt.address, mcfg.address]));
+  const rsdp: PlacedTable = { signature: 'RSDP', address: rsdpAddress, bytes: buildRsdp(xsdtAddress) };
+  const tables = [rsdp, dsdt, fadt, madt, mcfg, xsdt];
+  const blob = new Uint8Array(next - base);
+  for (const t of tables) blob.set(t.bytes, t.address - base);
+  return { rsdpAddress, tables, blob };
+}

@@ -1,0 +1,12 @@
+export { buildAcpiTables, type AcpiConfig, type AcpiTables, type PlacedTable } from './acpi/build.js';
+export type { DsdtConfig, MmioDeviceEntry } from './acpi/dsdt.js';
+export { Bus, BusOverlapError, type BusDevice, type BusRange } from './bus/bus.js';
+export { AcpiPower, type PowerEvent } from './devices/acpi-power.js';
+export { Uart16550, type Uart16550Options } from './devices/uart16550.js';
+export { KvmError } from './kvm/errors.js';
+export { Kvm, hostVirtualization, type CpuidEntry, type HostVirtualization, type KvmCapabilities } from './kvm/kvm.js';
+export type { VcpuStop } from './kvm/mailbox.js';
+export { VcpuThread, type ExitHandler, type VcpuInit } from './kvm/vcpu.js';
+export { Vm, createEventFd, type GsiRoute, type IoEventSpec, type MsiMessage } from './kvm/vm.js';
+export { EventFdPoller } from './kvm/poller.js';
+export { GuestRam } from './memory/guest-ram.js';

@@ -1,0 +1,295 @@
+/**
+ * Property: whatever channel programs, notifications, subchannel operations
+ * and device events a guest produces, the transport never throws and never
+ * leaves the device in a state the spec forbids: a status outside the
+ * initialisation sequence (spec 3.1.1), features beyond those offered after
+ * FEATURES_OK (spec 2.2.1), an enabled queue the device could not run, an
+ * unsupported revision, or a channel status a driver could not decode.
+ */
+import { LoopbackDevice } from '@virtio-ts/driver';
+import {
+  DeviceStatus,
+  VIRTIO_F_NOTIFICATION_DATA,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_VERSION_1,
+  featureBit,
+  hasFeature,
+  queueConfigProblem,
+} from '@virtio-ts/virtqueue';
+import { GuestAllocator, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  CcwCommand,
+  CcwFlag,
+  ConditionCode,
+  SenseByte0,
+  SubchannelStatus,
+  UnitStatus,
+  diagnose500,
+  type InterruptionResponse,
+} from '../src/index.js';
+import { DATA, PROGRAM, RAM, SUBCHANNEL_ID, transportRig, writeProgram, type TransportRig } from './harness.js';
+
+const END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
+const STATUS_BITS = Object.values(DeviceStatus).reduce((a, b) => a | b, 0);
+const FEATURES = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA);
+
+/** Addresses a guest might use: good ones in both regions, the hole, the edges, above 31 bits. */
+const address = fc.oneof(
+  fc.constantFrom(DATA, DATA + 1, 0x6000, 0x6008, 0xfff8, 0x10000, 0x20000, RAM.start, RAM.end - 8, 0x7ffffff8, 0x80000000 + DATA),
+  fc.integer({ min: 0, max: 0xffffffff }),
+);
+
+/** A payload the commands understand, built right or built wrong. */
+const payload = fc.oneof(
+  fc.record({ kind: fc.constant('revision' as const), revision: fc.constantFrom(1, 2, 2, 0, 3), length: fc.constantFrom(0, 0, 0, 1, 4) }),
+  fc.record({ kind: fc.constant('status' as const), status: fc.oneof(fc.constantFrom(1, 3, 11, 15, 0x80, 0x40, 0), fc.integer({ min: 0, max: 255 })) }),
+  fc.record({
+    kind: fc.constant('features' as const),
+    index: fc.integer({ min: 0, max: 5 }),
+    value: fc.oneof(fc.constant(Number(FEATURES & 0xffffffffn)), fc.constant(Number(FEATURES >> 32n)), fc.integer({ min: 0, max: 0xffffffff })),
+  }),
+  fc.record({
+    kind: fc.constant('queue' as const),
+    index: fc.constantFrom(0, 0, 1, 0xffff),
+    packed: fc.boolean(),
+    size: fc.constantFrom(0, 1, 64, 100, 256, 257),
+    garble: fc.option(fc.tuple(fc.integer({ min: 0, max: 2 }), address)),
+    seed: fc.integer({ min: 1, max: 1000 }),
+  }),
+  fc.record({ kind: fc.constant('indicator' as const), address: fc.oneof(fc.constantFrom(0, 0x6000, 0x6008), address) }),
+  fc.record({
+    kind: fc.constant('adapter' as const),
+    summary: fc.oneof(fc.constant(0x6100), address),
+    area: fc.oneof(fc.constantFrom(0, 0x6200), address),
+    bit: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.constant(2 ** 40)),
+    isc: fc.integer({ min: 0, max: 9 }),
+  }),
+  fc.record({ kind: fc.constant('bytes' as const), bytes: fc.uint8Array({ minLength: 0, maxLength: 48 }) }),
+);
+type Payload = typeof payload extends fc.Arbitrary<infer T> ? T : never;
+
+const commandCode = fc.oneof(fc.constantFrom(...Object.values(CcwCommand)), fc.integer({ min: 0, max: 255 }));
+const flags = fc.oneof(fc.constantFrom(0, 0, CcwFlag.SLI, CcwFlag.CC, CcwFlag.CC | CcwFlag.SLI, CcwFlag.SKIP | CcwFlag.SLI, CcwFlag.PCI), fc.integer({ min: 0, max: 255 }));
+const count = fc.oneof(fc.constantFrom(0, 1, 2, 4, 5, 8, 25, 40, 41), fc.integer({ min: 0, max: 0xffff }));
+const ccw = fc.record({ command: commandCode, flags, count, cda: fc.oneof(fc.constant(DATA), address) });
+
+/** `usual` four times in five, else anything `other` generates. */
+function mostly<T, U>(usual: T, other: fc.Arbitrary<U>): fc.Arbitrary<T | U> {
+  return fc.oneof({ weight: 4, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: other });
+}
+
+/** The commands that take each payload, with their exact counts: most programs are nearly right, so the device gets far. */
+const MATCHING: Record<Payload['kind'], readonly (readonly [number, number])[]> = {
+  revision: [[CcwCommand.SET_VIRTIO_REV, 4]],
+  status: [[CcwCommand.WRITE_STATUS, 1], [CcwCommand.READ_STATUS, 1]],
+  features: [[CcwCommand.WRITE_FEAT, 5], [CcwCommand.READ_FEAT, 5]],
+  queue: [[CcwCommand.SET_VQ, 40], [CcwCommand.READ_VQ_CONF, 4]],
+  indicator: [[CcwCommand.SET_IND, 8], [CcwCommand.SET_CONF_IND, 8]],
+  adapter: [[CcwCommand.SET_IND_ADAPTER, 25]],
+  bytes: [[CcwCommand.READ_CONF, 8], [CcwCommand.WRITE_CONF, 8], [CcwCommand.VDEV_RESET, 0], [CcwCommand.SENSE_ID, 256], [CcwCommand.BASIC_SENSE, 32]],
+};
+const matched = fc
+  .tuple(payload, fc.nat(), mostly(0, flags), mostly(undefined, count), fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, fc.array(ccw, { maxLength: 2 })))
+  .map(([p, pick, f, c, rest]) => {
+    const choices = MATCHING[p.kind];
+    const [command, exact] = choices[pick % choices.length] as readonly [number, number];
+    const first = { command, flags: f, count: c ?? exact, cda: DATA };
+    return { kind: 'program' as const, at: PROGRAM, payload: p, ccws: rest.length === 0 ? [first] : [{ ...first, flags: first.flags | CcwFlag.CC }, ...rest] };
+  });
+
+const op = fc.oneof(
+  { weight: 8, arbitrary: matched },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('program' as const), ccws: fc.array(ccw, { minLength: 1, maxLength: 4 }), payload, at: fc.oneof(fc.constant(PROGRAM), address) }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'tsch' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('enable' as const), enabled: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('notify' as const), data: fc.integer({ min: 0, max: 0xffffffff }), viaDiagnose: fc.boolean(), high: fc.bigInt({ min: 0n, max: 0xffffffffn }) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'configChanged' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('scratch' as const), value: fc.integer({ min: 0, max: 0xffffffff }) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'reset' as const }) },
+);
+type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
+
+function writePayload(rig: TransportRig, p: Payload): void {
+  const bytes = new Uint8Array(48);
+  const v = new DataView(bytes.buffer);
+  switch (p.kind) {
+    case 'revision':
+      v.setUint16(0, p.revision);
+      v.setUint16(2, p.length);
+      break;
+    case 'status':
+      v.setUint8(0, p.status);
+      break;
+    case 'features':
+      v.setUint32(0, p.value, true);
+      v.setUint8(4, p.index);
+      break;
+    case 'queue': {
+      const alloc = new GuestAllocator(RAM.start, RAM.end, { seed: p.seed });
+      const size = Math.max(p.size, 1);
+      const config = p.packed ? placePackedRing(alloc, size) : placeSplitRing(alloc, size);
+      const addresses = [config.descAddr, config.driverAddr, config.deviceAddr];
+      if (p.garble !== null) addresses[p.garble[0]] = p.garble[1];
+      v.setBigUint64(0, BigInt(addresses[0] ?? 0));
+      v.setUint16(12, p.index);
+      v.setUint16(14, p.size);
+      v.setBigUint64(16, BigInt(addresses[1] ?? 0));
+      v.setBigUint64(24, BigInt(addresses[2] ?? 0));
+      break;
+    }
+    case 'indicator':
+      v.setBigUint64(0, BigInt(p.address));
+      break;
+    case 'adapter':
+      v.setBigUint64(0, BigInt(p.summary));
+      v.setBigUint64(8, BigInt(p.area));
+      v.setBigUint64(16, BigInt(p.bit));
+      v.setUint8(24, p.isc);
+      break;
+    case 'bytes':
+      bytes.set(p.bytes);
+      break;
+  }
+  rig.memory.write(DATA, bytes);
+}
+
+/** A channel status a driver can decode: a normal end, a unit check with command reject, incorrect length, or a program check. */
+function checkResponse(status: InterruptionResponse, intparm: number): void {
+  expect(status.intparm).toBe(intparm);
+  expect(status.residualCount).toBeGreaterThanOrEqual(0);
+  expect(status.residualCount).toBeLessThanOrEqual(0xffff);
+  const cstat = status.subchannelStatus & ~SubchannelStatus.PROGRAM_CONTROLLED_INTERRUPTION;
+  if (status.deviceStatus === 0) {
+    expect(cstat).toBe(SubchannelStatus.PROGRAM_CHECK);
+  } else if (status.deviceStatus === (END | UnitStatus.UNIT_CHECK)) {
+    expect(cstat).toBe(0);
+    expect(status.sense?.[0]).toBe(SenseByte0.COMMAND_REJECT);
+  } else {
+    expect(status.deviceStatus).toBe(END);
+    expect([0, SubchannelStatus.INCORRECT_LENGTH]).toContain(cstat);
+  }
+}
+
+/** The device state the spec allows. */
+function checkDevice(rig: TransportRig): void {
+  const { core } = rig.transport;
+  const status = core.status;
+  const has = (bit: number) => (status & bit) !== 0;
+  expect(status & ~STATUS_BITS).toBe(0);
+  if (has(DeviceStatus.DRIVER)) expect(has(DeviceStatus.ACKNOWLEDGE)).toBe(true);
+  if (has(DeviceStatus.FEATURES_OK)) {
+    expect(has(DeviceStatus.DRIVER)).toBe(true);
+    expect(core.driverFeatures & ~core.offeredFeatures).toBe(0n);
+    expect(hasFeature(core.driverFeatures, VIRTIO_F_VERSION_1)).toBe(true);
+  }
+  if (has(DeviceStatus.DRIVER_OK)) expect(has(DeviceStatus.FEATURES_OK)).toBe(true);
+  expect([undefined, 1, 2]).toContain(rig.transport.revision);
+  for (let index = 0; index < core.queueCount; index++) {
+    const slot = core.queueSlot(index);
+    if (slot?.enabled !== true) continue;
+    expect(slot.size).toBeLessThanOrEqual(slot.maxSize);
+    expect(queueConfigProblem(core.memory, slot, slot.queue?.packed ?? hasFeature(core.driverFeatures, VIRTIO_F_RING_PACKED))).toBeUndefined();
+  }
+}
+
+function apply(rig: TransportRig, device: LoopbackDevice, o: Op): void {
+  switch (o.kind) {
+    case 'program': {
+      writePayload(rig, o.payload);
+      writeProgram(rig.memory, o.ccws, PROGRAM);
+      const intparm = o.ccws.length;
+      const cc = rig.transport.startSubchannel(o.at, intparm);
+      if (cc === ConditionCode.STARTED) {
+        const status = rig.transport.testSubchannel();
+        expect(status).toBeDefined();
+        if (status !== undefined) checkResponse(status, intparm);
+      } else if (cc === ConditionCode.STATUS_PENDING) {
+        expect(rig.transport.statusPending).toBe(true);
+      } else {
+        expect(cc).toBe(ConditionCode.NOT_OPERATIONAL);
+        expect(rig.transport.enabled).toBe(false);
+      }
+      break;
+    }
+    case 'tsch':
+      rig.transport.testSubchannel();
+      expect(rig.transport.statusPending).toBe(false);
+      break;
+    case 'enable':
+      rig.transport.setEnabled(o.enabled);
+      break;
+    case 'notify':
+      if (o.viaDiagnose) {
+        const gpr2 = (o.high << 32n) | BigInt(SUBCHANNEL_ID);
+        const result = diagnose500({ gpr1: 3n, gpr2, gpr3: BigInt(o.data), gpr4: 0n }, (sid) => (sid === SUBCHANNEL_ID ? rig.transport : undefined));
+        expect([0n, -22n]).toContain(result);
+      } else {
+        expect([0, -22]).toContain(rig.transport.notify(o.data));
+      }
+      break;
+    case 'configChanged':
+      rig.transport.core.configChanged();
+      break;
+    case 'scratch': {
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, o.value, true);
+      device.writeConfig(4, bytes);
+      break;
+    }
+    case 'reset':
+      rig.transport.reset();
+      rig.transport.setEnabled(true);
+      break;
+  }
+}
+
+describe('property: random channel programs and events (spec 4.3)', () => {
+  it('never throw and never leave the device in a state the spec forbids', () => {
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 60, size: 'max' }), fc.boolean(), (ops, adapter) => {
+        const device = new LoopbackDevice({ features: FEATURES, queueSize: 256 });
+        const rig = transportRig({ device, adapterInterrupts: adapter });
+        for (const o of ops) {
+          apply(rig, device, o);
+          checkDevice(rig);
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('a well-formed initialisation followed by random programs keeps the running device consistent', () => {
+    const wellFormed: Op[] = [
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_VIRTIO_REV, flags: 0, count: 4, cda: DATA }], payload: { kind: 'revision', revision: 2, length: 0 } },
+      ...[1, 3].map((status): Op => ({ kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status } })),
+      ...[0, 1].map(
+        (index): Op => ({
+          kind: 'program',
+          at: PROGRAM,
+          ccws: [{ command: CcwCommand.WRITE_FEAT, flags: 0, count: 5, cda: DATA }],
+          payload: { kind: 'features', index, value: Number((featureBit(VIRTIO_F_VERSION_1) >> BigInt(32 * index)) & 0xffffffffn) },
+        }),
+      ),
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status: 11 } },
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_VQ, flags: 0, count: 40, cda: DATA }], payload: { kind: 'queue', index: 0, packed: false, size: 256, garble: null, seed: 9 } },
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_IND, flags: 0, count: 8, cda: DATA }], payload: { kind: 'indicator', address: 0x6000 } },
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_CONF_IND, flags: 0, count: 8, cda: DATA }], payload: { kind: 'indicator', address: 0x6008 } },
+      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status: 15 } },
+    ];
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 30, size: 'max' }), (ops) => {
+        const device = new LoopbackDevice({ features: FEATURES, queueSize: 256 });
+        const rig = transportRig({ device });
+        for (const o of wellFormed) apply(rig, device, o);
+        expect(rig.transport.core.driverOk).toBe(true);
+        for (const o of ops) {
+          apply(rig, device, o);
+          checkDevice(rig);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

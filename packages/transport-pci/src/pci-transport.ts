@@ -1,0 +1,686 @@
+import {
+  VIRTIO_F_NOTIFICATION_DATA,
+  VIRTIO_F_RING_RESET,
+  VirtioCore,
+  featureBit,
+  type GuestMemory,
+  type SharedMemoryRegionSpec,
+  type VirtioDevice,
+} from '@virtio-ts/virtqueue';
+import { Bar, isPowerOfTwo, type PciBar } from './bar.js';
+import { readCommonConfig, writeCommonConfig } from './common-config.js';
+import { ConfigSpace } from './config-space.js';
+import {
+  CommonCfg,
+  IsrStatus,
+  Msix,
+  PCI_CONFIG_SPACE_SIZE,
+  PCIE_CONFIG_SPACE_SIZE,
+  PciCapabilityId,
+  PciCommand,
+  PciConfig,
+  PciExpress,
+  PciStatus,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_VENDOR_ID,
+  VirtioPciCap,
+  VirtioPciCapField,
+} from './constants.js';
+import { readDeviceConfig, writeDeviceConfig } from './device-config.js';
+import { VirtioFunctionState, type PciViolations } from './function-state.js';
+import { pciClassCode, pciDeviceId } from './identity.js';
+import { legacyHeaderSize, readLegacy, writeLegacy } from './legacy-io.js';
+import { MsixTable, type MsiSink } from './msix.js';
+
+/** The INTx pin of the function, as the VMM wires it to its interrupt controller. */
+export interface IntxLine {
+  /** Drives the line: true asserts it (level-triggered), false deasserts it. */
+  set(level: boolean): void;
+}
+
+/** Options for {@link PciTransport}. */
+export interface PciTransportOptions {
+  /** The device the function carries. */
+  readonly device: VirtioDevice;
+  /** Guest memory. */
+  readonly memory: GuestMemory;
+  /** Where MSI-X messages go. Without it the function has no MSI-X capability. */
+  readonly msi?: MsiSink;
+  /** The INTx line. Without it Interrupt Pin reads 0 and only MSI-X interrupts. */
+  readonly intx?: IntxLine;
+  /** MSI-X table size. Defaults to one vector per queue plus one for configuration changes (at most 2048). */
+  readonly msixVectors?: number;
+  /**
+   * A transitional device (spec 4.1.2.1): the transitional device ID, revision
+   * 0, subsystem ID = device type, and the legacy I/O interface in BAR 0.
+   * Only the device types in the spec's table have one.
+   */
+  readonly transitional?: boolean;
+  /** A PCI Express function (a Root Complex Integrated Endpoint) with 4 KiB of configuration space. Default false. */
+  readonly express?: boolean;
+  /** notify_off_multiplier: 0 (one address for every queue) or a power of two of at least 4. Default 4. */
+  readonly notifyOffMultiplier?: number;
+  /** Class code (base class, subclass, interface). Defaults to QEMU's choice for the device type. */
+  readonly classCode?: number;
+  /** Subsystem Vendor ID of a non-transitional device. Default 0x1af4. */
+  readonly subsystemVendorId?: number;
+  /** Subsystem ID of a non-transitional device, at least 0x40 (spec 4.1.2.1). Default 0x1100, as QEMU. */
+  readonly subsystemId?: number;
+  /** Reserved features the transport carries. Default VIRTIO_F_NOTIFICATION_DATA and VIRTIO_F_RING_RESET. */
+  readonly transportFeatures?: bigint;
+  /**
+   * Memory behind the device's shared memory regions, by shmid (at least the
+   * region's size). A VMM passes views of the memory it maps into the guest at
+   * the BAR; regions not given are allocated here.
+   */
+  readonly sharedMemory?: ReadonlyMap<number, Uint8Array>;
+  /** Diagnostics for guest errors. */
+  readonly log?: (message: string) => void;
+}
+
+/** Where available buffer notifications are written, so a VMM can register ioeventfds instead of trapping. */
+export interface NotifyLayout {
+  /** The BAR holding the notification structure. */
+  readonly bar: number;
+  /** Offset of the structure in the BAR (cap.offset). */
+  readonly offset: number;
+  /** Length of the structure (cap.length). */
+  readonly length: number;
+  /** notify_off_multiplier: queue i is notified at offset + i * multiplier (spec 4.1.4.4). */
+  readonly multiplier: number;
+}
+
+/** BAR numbers, as QEMU lays out a virtio function. */
+export const PciBarIndex = {
+  /** The legacy I/O interface of a transitional device. */
+  LEGACY: 0,
+  /** The MSI-X table and PBA. */
+  MSIX: 1,
+  /** Shared memory regions (64-bit, so BARs 2-3). */
+  SHARED_MEMORY: 2,
+  /** The virtio structures (64-bit, so BARs 4-5). */
+  VIRTIO: 4,
+} as const;
+
+const PAGE = 0x1000;
+const TWO_32 = 0x1_0000_0000;
+const ISR_OFFSET = PAGE;
+const DEVICE_CFG_OFFSET = 2 * PAGE;
+const BAR_REGISTERS_END = PciConfig.BASE_ADDRESS_0 + 6 * 4;
+const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
+
+interface SharedRegion extends SharedMemoryRegionSpec {
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
+/**
+ * A virtio device as a PCI function (spec 4.1): configuration space with the
+ * virtio vendor capabilities and MSI-X, BARs the guest sizes and places, the
+ * register structures behind them, MSI-X or INTx interrupts, and the legacy
+ * interface of transitional devices.
+ *
+ * The VMM routes the guest's accesses here: configuration space accesses from
+ * its host bridge (ECAM or ports 0xCF8/0xCFC) to {@link configRead} and
+ * {@link configWrite}; memory and I/O accesses inside the BARs to
+ * {@link barRead} and {@link barWrite} (or by address, {@link mmioRead},
+ * {@link ioRead}). It learns where the guest put each BAR from
+ * {@link onBarChange}. Every access is validated; bad ones are ignored and
+ * counted in {@link violations}, and none throws.
+ */
+export class PciTransport {
+  /** The status machine around the device. */
+  readonly core: VirtioCore;
+  /** Accesses ignored so far. */
+  readonly violations: PciViolations;
+  /** The notification structure's place in its BAR. */
+  readonly notifyLayout: NotifyLayout;
+  private readonly config: ConfigSpace;
+  private readonly initialConfig: Uint8Array;
+  private readonly state: VirtioFunctionState;
+  private readonly barList: readonly Bar[];
+  private readonly barByIndex: (Bar | undefined)[] = [];
+  private readonly barByRegister: (Bar | undefined)[] = [];
+  private readonly msix: MsixTable | undefined;
+  private readonly msixCap: number;
+  private readonly pciCfgCap: number;
+  private readonly pbaOffset: number;
+  private readonly notifyOffset: number;
+  private readonly notifyLength: number;
+  private readonly multiplier: number;
+  private readonly sharedRegions: readonly SharedRegion[];
+  private readonly intx: IntxLine | undefined;
+  private intxLevel = false;
+  private readonly listeners = new Set<(bar: PciBar, previous: number | undefined) => void>();
+
+  /** Builds the function; throws if the device cannot be a PCI function with these options. */
+  constructor(options: PciTransportOptions) {
+    const { device } = options;
+    const transitional = options.transitional ?? false;
+    const deviceId = pciDeviceId(device.deviceType, transitional);
+    if (deviceId === undefined) {
+      throw new RangeError(
+        transitional
+          ? `device type ${device.deviceType} has no transitional PCI device ID (spec 4.1.2.1); create it without transitional`
+          : `device type ${device.deviceType} does not fit a PCI device ID (0x1040 + type must be at most 0x107f)`,
+      );
+    }
+    this.core = new VirtioCore({
+      device,
+      memory: options.memory,
+      interrupts: { queue: (index) => this.queueInterrupt(index), config: () => this.configInterrupt() },
+      transportFeatures: options.transportFeatures ?? featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET),
+      ...(options.log === undefined ? {} : { log: options.log }),
+    });
+    const queueCount = this.core.queueCount;
+    const vectors = options.msixVectors ?? (options.msi === undefined ? 0 : Math.min(queueCount + 1, Msix.MAX_VECTORS));
+    if (vectors > 0 && options.msi === undefined) throw new RangeError('msixVectors needs an msi sink to send messages to');
+    this.state = new VirtioFunctionState(this.core, vectors, {
+      isrChanged: () => this.updateIntx(),
+      notify: (index, data) => this.notify(index, data),
+    });
+    this.violations = this.state.violations;
+    this.msix = vectors > 0 ? new MsixTable(vectors, options.msi as MsiSink, this.violations) : undefined;
+    this.intx = options.intx;
+
+    this.multiplier = options.notifyOffMultiplier ?? 4;
+    if (this.multiplier !== 0 && (!isPowerOfTwo(this.multiplier) || this.multiplier < 4 || this.multiplier > PAGE)) {
+      throw new RangeError(`notifyOffMultiplier ${this.multiplier} must be 0 or a power of two from 4 to 4096 (spec 4.1.4.4)`);
+    }
+    const deviceCfgRegion = alignUp(device.configSize, PAGE);
+    this.notifyOffset = DEVICE_CFG_OFFSET + deviceCfgRegion;
+    // With VIRTIO_F_NOTIFICATION_DATA each queue's location takes 4 bytes (spec 4.1.4.4.1).
+    this.notifyLength = Math.max(4, this.multiplier * queueCount);
+    this.notifyLayout = { bar: PciBarIndex.VIRTIO, offset: this.notifyOffset, length: this.notifyLength, multiplier: this.multiplier };
+
+    const bars: Bar[] = [];
+    if (transitional) {
+      for (const max of device.queueMaxSizes) {
+        if (max !== 0 && !isPowerOfTwo(max)) throw new RangeError(`a transitional device needs power-of-two queue sizes, not ${max}`);
+      }
+      bars.push(new Bar(PciBarIndex.LEGACY, 'io', nextPowerOfTwo(legacyHeaderSize(true) + device.configSize), 'legacy'));
+    }
+    this.pbaOffset = this.msix === undefined ? 0 : alignUp(this.msix.tableBytes, PAGE);
+    if (this.msix !== undefined) bars.push(new Bar(PciBarIndex.MSIX, 'memory32', nextPowerOfTwo(this.pbaOffset + this.msix.pbaBytes), 'msix'));
+    this.sharedRegions = layoutSharedMemory(device.sharedMemoryRegions ?? [], options.sharedMemory);
+    const lastRegion = this.sharedRegions.at(-1);
+    if (lastRegion !== undefined) {
+      bars.push(new Bar(PciBarIndex.SHARED_MEMORY, 'memory64', nextPowerOfTwo(lastRegion.offset + lastRegion.size), 'shared-memory', true));
+    }
+    // The ISR status clears on read, so the virtio BAR is not prefetchable.
+    bars.push(new Bar(PciBarIndex.VIRTIO, 'memory64', nextPowerOfTwo(this.notifyOffset + alignUp(this.notifyLength, PAGE)), 'virtio'));
+    for (const bar of bars) {
+      this.barByIndex[bar.index] = bar;
+      for (let r = 0; r < bar.registers; r++) this.barByRegister[bar.index + r] = bar;
+    }
+    this.barList = bars;
+
+    this.config = new ConfigSpace(options.express === true ? PCIE_CONFIG_SPACE_SIZE : PCI_CONFIG_SPACE_SIZE);
+    const c = this.config;
+    c.set(PciConfig.VENDOR_ID, 2, VIRTIO_PCI_VENDOR_ID);
+    c.set(PciConfig.DEVICE_ID, 2, deviceId);
+    c.set(PciConfig.COMMAND, 2, 0);
+    c.allowWrite(PciConfig.COMMAND, 2, PciCommand.IO | PciCommand.MEMORY | PciCommand.MASTER | PciCommand.INTX_DISABLE);
+    // spec 4.1.2.1: revision 0 and subsystem ID = device type match legacy drivers; 1 and >= 0x40 keep them away.
+    c.set(PciConfig.REVISION_ID, 1, transitional ? 0 : 1);
+    c.set(PciConfig.CLASS_PROG, 1, (options.classCode ?? pciClassCode(device.deviceType)) & 0xff);
+    c.set(PciConfig.CLASS_PROG + 1, 2, ((options.classCode ?? pciClassCode(device.deviceType)) >>> 8) & 0xffff);
+    c.allowWrite(PciConfig.CACHE_LINE_SIZE, 1, 0xff);
+    c.set(PciConfig.SUBSYSTEM_VENDOR_ID, 2, transitional ? VIRTIO_PCI_VENDOR_ID : (options.subsystemVendorId ?? VIRTIO_PCI_VENDOR_ID));
+    const subsystemId = transitional ? device.deviceType : (options.subsystemId ?? 0x1100);
+    if (!transitional && (subsystemId < 0x40 || subsystemId > 0xffff)) throw new RangeError(`subsystemId 0x${subsystemId.toString(16)} must be 0x40..0xffff (spec 4.1.2.1)`);
+    c.set(PciConfig.SUBSYSTEM_ID, 2, subsystemId);
+    c.allowWrite(PciConfig.INTERRUPT_LINE, 1, 0xff);
+    c.set(PciConfig.INTERRUPT_PIN, 1, this.intx === undefined ? 0 : 1);
+
+    const barRegister = PciBarIndex.VIRTIO;
+    this.addVirtioCap(VirtioPciCap.COMMON_CFG, barRegister, 0, CommonCfg.SIZE);
+    const notify = this.addVirtioCap(VirtioPciCap.NOTIFY_CFG, barRegister, this.notifyOffset, this.notifyLength, 20);
+    c.set(notify + VirtioPciCapField.NOTIFY_OFF_MULTIPLIER, 4, this.multiplier);
+    this.addVirtioCap(VirtioPciCap.ISR_CFG, barRegister, ISR_OFFSET, 1);
+    if (device.configSize > 0) this.addVirtioCap(VirtioPciCap.DEVICE_CFG, barRegister, DEVICE_CFG_OFFSET, device.configSize);
+    for (const region of this.sharedRegions) {
+      const cap = this.addVirtioCap(VirtioPciCap.SHARED_MEMORY_CFG, PciBarIndex.SHARED_MEMORY, region.offset % TWO_32, region.size % TWO_32, 24);
+      c.set(cap + VirtioPciCapField.ID, 1, region.id);
+      c.set(cap + VirtioPciCapField.OFFSET_HI, 4, Math.floor(region.offset / TWO_32));
+      c.set(cap + VirtioPciCapField.LENGTH_HI, 4, Math.floor(region.size / TWO_32));
+    }
+    this.pciCfgCap = this.addVirtioCap(VirtioPciCap.PCI_CFG, 0, 0, 0, 20);
+    c.allowWrite(this.pciCfgCap + VirtioPciCapField.BAR, 1, 0xff);
+    c.allowWrite(this.pciCfgCap + VirtioPciCapField.OFFSET, 4, 0xffffffff);
+    c.allowWrite(this.pciCfgCap + VirtioPciCapField.LENGTH, 4, 0xffffffff);
+    c.allowWrite(this.pciCfgCap + VirtioPciCapField.PCI_CFG_DATA, 4, 0xffffffff);
+    this.msixCap = 0;
+    if (this.msix !== undefined) {
+      this.msixCap = c.addCapability(PciCapabilityId.MSIX, Msix.CAP_SIZE);
+      c.set(this.msixCap + Msix.FLAGS, 2, this.msix.vectors - 1);
+      c.allowWrite(this.msixCap + Msix.FLAGS, 2, Msix.FLAGS_ENABLE | Msix.FLAGS_MASKALL);
+      c.set(this.msixCap + Msix.TABLE, 4, PciBarIndex.MSIX);
+      c.set(this.msixCap + Msix.PBA, 4, this.pbaOffset | PciBarIndex.MSIX);
+    }
+    if (options.express === true) {
+      const express = c.addCapability(PciCapabilityId.EXPRESS, PciExpress.CAP_SIZE_V2);
+      c.set(express + PciExpress.FLAGS, 2, PciExpress.FLAGS_VERSION_2 | PciExpress.FLAGS_TYPE_RC_END);
+      c.set(express + PciExpress.DEVCAP, 4, PciExpress.DEVCAP_RBER);
+      c.set(express + PciExpress.DEVCTL, 2, PciExpress.DEVCTL_DEFAULT);
+      c.allowWrite(express + PciExpress.DEVCTL, 2, PciExpress.DEVCTL_WRITABLE);
+    }
+    this.initialConfig = c.bytes.slice();
+  }
+
+  /** The BARs the function implements. */
+  get bars(): readonly PciBar[] {
+    return this.barList;
+  }
+
+  /** Registers a listener for BAR mapping changes (programming, decoding on or off); returns its removal. */
+  onBarChange(listener: (bar: PciBar, previous: number | undefined) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A copy of configuration space, read without side effects (for dumps and snapshots of the layout). */
+  configSpace(): Uint8Array {
+    return this.config.bytes.slice();
+  }
+
+  /**
+   * A configuration space read of `size` bytes (1, 2 or 4, naturally aligned)
+   * at `offset` (below 4096). Registers that do not exist read 0; a malformed
+   * access reads 0 and is counted.
+   */
+  configRead(offset: number, size: number): number {
+    if (!accessOk(offset, size, PCIE_CONFIG_SPACE_SIZE) || offset % size !== 0) {
+      this.violations.access++;
+      return 0;
+    }
+    if (offset >= this.config.size) return 0;
+    const data = this.pciCfgCap + VirtioPciCapField.PCI_CFG_DATA;
+    if (offset < data + 4 && offset + size > data) this.pciCfgWindow(false);
+    return this.config.read(offset, size);
+  }
+
+  /** A configuration space write; read-only bits keep their value, a malformed access is counted. */
+  configWrite(offset: number, size: number, value: number): void {
+    if (!accessOk(offset, size, PCIE_CONFIG_SPACE_SIZE) || offset % size !== 0) {
+      this.violations.access++;
+      return;
+    }
+    if (offset >= this.config.size) return;
+    value = (value >>> 0) & (ALL_ONES[size] as number);
+    if (offset >= PciConfig.BASE_ADDRESS_0 && offset < BAR_REGISTERS_END) {
+      this.writeBarRegister(offset, size, value);
+      return;
+    }
+    const command = this.config.read(PciConfig.COMMAND, 2);
+    const msixFlags = this.msix === undefined ? 0 : this.config.read(this.msixCap + Msix.FLAGS, 2);
+    this.config.write(offset, size, value);
+    const newCommand = this.config.read(PciConfig.COMMAND, 2);
+    if (newCommand !== command) this.commandChanged(command, newCommand);
+    if (this.msix !== undefined) {
+      const flags = this.config.read(this.msixCap + Msix.FLAGS, 2);
+      if (flags !== msixFlags) {
+        this.msix.setControl((flags & Msix.FLAGS_ENABLE) !== 0, (flags & Msix.FLAGS_MASKALL) !== 0);
+        this.updateIntx();
+      }
+    }
+    const data = this.pciCfgCap + VirtioPciCapField.PCI_CFG_DATA;
+    if (offset < data + 4 && offset + size > data) this.pciCfgWindow(true);
+  }
+
+  /**
+   * A read of `size` bytes (1, 2 or 4) at `offset` in BAR `bar`. A BAR the
+   * function does not decode reads all ones, as the bus would; malformed
+   * accesses read 0. Both are counted.
+   */
+  barRead(bar: number, offset: number, size: number): number {
+    const b = this.barByIndex[bar];
+    if (b === undefined || !accessOk(offset, size, b.size)) {
+      this.violations.access++;
+      return 0;
+    }
+    if (b.address === undefined) {
+      this.violations.access++;
+      return ALL_ONES[size] as number;
+    }
+    return this.readBar(b, offset, size);
+  }
+
+  /** A write of `size` bytes (1, 2 or 4) at `offset` in BAR `bar`; ignored (and counted) unless the function decodes the BAR. */
+  barWrite(bar: number, offset: number, size: number, value: number): void {
+    const b = this.barByIndex[bar];
+    if (b === undefined || !accessOk(offset, size, b.size) || b.address === undefined) {
+      this.violations.access++;
+      return;
+    }
+    this.writeBar(b, offset, size, (value >>> 0) & (ALL_ONES[size] as number));
+  }
+
+  /** A memory read at guest-physical `address`, or undefined if no memory BAR of this function decodes it. */
+  mmioRead(address: number, size: number): number | undefined {
+    const hit = this.decode(address, size, false);
+    return hit === undefined ? undefined : this.barRead(hit.index, address - (hit.address as number), size);
+  }
+
+  /** A memory write at guest-physical `address`; false if no memory BAR of this function decodes it. */
+  mmioWrite(address: number, size: number, value: number): boolean {
+    const hit = this.decode(address, size, false);
+    if (hit === undefined) return false;
+    this.barWrite(hit.index, address - (hit.address as number), size, value);
+    return true;
+  }
+
+  /** An I/O port read, or undefined if no I/O BAR of this function decodes the port. */
+  ioRead(port: number, size: number): number | undefined {
+    const hit = this.decode(port, size, true);
+    return hit === undefined ? undefined : this.barRead(hit.index, port - (hit.address as number), size);
+  }
+
+  /** An I/O port write; false if no I/O BAR of this function decodes the port. */
+  ioWrite(port: number, size: number, value: number): boolean {
+    const hit = this.decode(port, size, true);
+    if (hit === undefined) return false;
+    this.barWrite(hit.index, port - (hit.address as number), size, value);
+    return true;
+  }
+
+  /**
+   * Guest-physical address of queue `index`'s notification location while the
+   * virtio BAR is mapped: register an ioeventfd there (2 bytes, or 4 with
+   * VIRTIO_F_NOTIFICATION_DATA) and call {@link notify} when it fires.
+   * With notify_off_multiplier 0 every queue shares one address and the value
+   * written says which queue; then match on the data.
+   */
+  queueNotifyAddress(index: number): number | undefined {
+    const base = this.barByIndex[PciBarIndex.VIRTIO]?.address;
+    if (base === undefined || !Number.isInteger(index) || index < 0 || index >= this.core.queueCount) return undefined;
+    return base + this.notifyOffset + index * this.multiplier;
+  }
+
+  /** The I/O port of the legacy Queue Notify register while BAR 0 is mapped (transitional devices). */
+  legacyNotifyPort(): number | undefined {
+    const base = this.barByIndex[PciBarIndex.LEGACY]?.address;
+    return base === undefined ? undefined : base + 16;
+  }
+
+  /**
+   * An available buffer notification for queue `index`, as a notify register
+   * write delivers it: the path for a VMM's ioeventfd handler. Ignored and
+   * counted while bus mastering is off: the function does no DMA then.
+   */
+  notify(index: number, data?: number): void {
+    if ((this.config.read(PciConfig.COMMAND, 2) & PciCommand.MASTER) === 0) {
+      this.violations.dma++;
+      return;
+    }
+    this.core.notify(index, data);
+  }
+
+  /** Whether MSI-X vector `vector`'s pending bit is set. */
+  msixPending(vector: number): boolean {
+    return this.msix?.pending(vector) ?? false;
+  }
+
+  /** PCI reset (power-on, or a VMM-initiated function reset): unprogrammed BARs, decoding off, MSI-X off, device reset. */
+  reset(): void {
+    this.config.bytes.set(this.initialConfig);
+    for (const bar of this.barList) bar.clear();
+    this.msix?.reset();
+    this.core.reset();
+    this.state.resetVirtio();
+    this.updateIntx();
+    this.remap();
+  }
+
+  private addVirtioCap(type: number, bar: number, offset: number, length: number, capLength = 16): number {
+    const at = this.config.addCapability(PciCapabilityId.VENDOR, capLength);
+    this.config.set(at + 2, 1, capLength);
+    this.config.set(at + VirtioPciCapField.CFG_TYPE, 1, type);
+    this.config.set(at + VirtioPciCapField.BAR, 1, bar);
+    this.config.set(at + VirtioPciCapField.OFFSET, 4, offset);
+    this.config.set(at + VirtioPciCapField.LENGTH, 4, length);
+    return at;
+  }
+
+  private writeBarRegister(offset: number, size: number, value: number): void {
+    const register = (offset - PciConfig.BASE_ADDRESS_0) >>> 2;
+    const bar = this.barByRegister[register];
+    if (bar === undefined) return;
+    const aligned = PciConfig.BASE_ADDRESS_0 + 4 * register;
+    const shift = 8 * (offset - aligned);
+    const mask = (ALL_ONES[size] as number) << shift;
+    const merged = ((this.config.read(aligned, 4) & ~mask) | ((value << shift) & mask)) >>> 0;
+    const dword = register - bar.index;
+    bar.write(dword, merged);
+    this.config.set(aligned, 4, bar.read(dword));
+    this.remap();
+  }
+
+  private commandChanged(before: number, after: number): void {
+    const flipped = before ^ after;
+    if ((flipped & (PciCommand.IO | PciCommand.MEMORY)) !== 0) this.remap();
+    if ((flipped & PciCommand.MASTER) !== 0) this.msix?.setBusMaster((after & PciCommand.MASTER) !== 0);
+    if ((flipped & PciCommand.INTX_DISABLE) !== 0) this.updateIntx();
+  }
+
+  /** Recomputes which BARs the function decodes, and where; tells listeners about changes. */
+  private remap(): void {
+    const command = this.config.read(PciConfig.COMMAND, 2);
+    for (const bar of this.barList) {
+      const enabled = (command & (bar.kind === 'io' ? PciCommand.IO : PciCommand.MEMORY)) !== 0;
+      const address = enabled ? bar.programmedAddress() : undefined;
+      if (address === bar.address) continue;
+      const previous = bar.address;
+      bar.address = address;
+      if (bar.purpose === 'shared-memory') this.mapSharedMemory(address);
+      for (const listener of this.listeners) listener(bar, previous);
+    }
+  }
+
+  /** The device sees its shared memory regions at their guest addresses while the BAR is mapped. */
+  private mapSharedMemory(base: number | undefined): void {
+    for (const region of this.sharedRegions) {
+      if (base === undefined) this.core.sharedMemory.delete(region.id);
+      else this.core.sharedMemory.set(region.id, { id: region.id, size: region.size, guestAddress: base + region.offset, bytes: region.bytes });
+    }
+  }
+
+  private decode(address: number, size: number, io: boolean): Bar | undefined {
+    for (const bar of this.barList) {
+      if ((bar.kind === 'io') !== io || bar.address === undefined) continue;
+      if (address >= bar.address && address + size <= bar.address + bar.size) return bar;
+    }
+    return undefined;
+  }
+
+  private readBar(bar: Bar, offset: number, size: number): number {
+    switch (bar.purpose) {
+      case 'virtio':
+        return this.readVirtio(offset, size);
+      case 'msix':
+        return this.readMsix(offset, size);
+      case 'legacy':
+        return readLegacy(this.state, offset, size, this.msix?.enabled ?? false);
+      case 'shared-memory':
+        return this.accessSharedMemory(offset, size, undefined);
+    }
+  }
+
+  private writeBar(bar: Bar, offset: number, size: number, value: number): void {
+    switch (bar.purpose) {
+      case 'virtio':
+        this.writeVirtio(offset, size, value);
+        return;
+      case 'msix':
+        this.writeMsix(offset, size, value);
+        return;
+      case 'legacy':
+        writeLegacy(this.state, offset, size, value, this.msix?.enabled ?? false);
+        return;
+      case 'shared-memory':
+        this.accessSharedMemory(offset, size, value);
+        return;
+    }
+  }
+
+  private readVirtio(offset: number, size: number): number {
+    if (offset < ISR_OFFSET) return readCommonConfig(this.state, offset, size, this.multiplier);
+    if (offset === ISR_OFFSET) return this.state.readIsr();
+    if (offset >= DEVICE_CFG_OFFSET && offset < this.notifyOffset && offset % size === 0) {
+      return readDeviceConfig(this.core, offset - DEVICE_CFG_OFFSET, size);
+    }
+    this.violations.access++;
+    return 0;
+  }
+
+  private writeVirtio(offset: number, size: number, value: number): void {
+    if (offset < ISR_OFFSET) {
+      writeCommonConfig(this.state, offset, size, value);
+    } else if (offset >= DEVICE_CFG_OFFSET && offset < this.notifyOffset && offset % size === 0) {
+      writeDeviceConfig(this.core, offset - DEVICE_CFG_OFFSET, size, value);
+    } else if (offset >= this.notifyOffset && offset + size <= this.notifyOffset + this.notifyLength && size !== 1) {
+      this.writeNotify(offset - this.notifyOffset, size, value);
+    } else if (offset === ISR_OFFSET) {
+      this.violations.write++;
+    } else {
+      this.violations.access++;
+    }
+  }
+
+  /**
+   * A write to the notification structure (spec 4.1.5.2): 16 bits (the queue
+   * index), or 32 bits of notification data. Where each queue has its own
+   * address, the address selects the queue, as an ioeventfd would see it.
+   */
+  private writeNotify(offset: number, size: number, value: number): void {
+    let index: number;
+    if (this.multiplier === 0) {
+      index = value & 0xffff;
+    } else if (offset % this.multiplier === 0) {
+      index = offset / this.multiplier;
+    } else {
+      this.violations.access++;
+      return;
+    }
+    this.notify(index, size === 4 ? value : undefined);
+  }
+
+  /** The MSI-X table and PBA take aligned dword accesses ([PCI] 6.8.2); the PBA is read-only. */
+  private readMsix(offset: number, size: number): number {
+    const msix = this.msix as MsixTable;
+    if (size === 4 && offset % 4 === 0) {
+      if (offset < msix.tableBytes) return msix.readTable(offset);
+      if (offset >= this.pbaOffset && offset < this.pbaOffset + msix.pbaBytes) return msix.readPba(offset - this.pbaOffset);
+    }
+    this.violations.access++;
+    return 0;
+  }
+
+  private writeMsix(offset: number, size: number, value: number): void {
+    const msix = this.msix as MsixTable;
+    if (size === 4 && offset % 4 === 0 && offset < msix.tableBytes) msix.writeTable(offset, value);
+    else if (size === 4 && offset % 4 === 0 && offset >= this.pbaOffset && offset < this.pbaOffset + msix.pbaBytes) this.violations.write++;
+    else this.violations.access++;
+  }
+
+  /** Reads (value undefined) or writes shared memory through the BAR, for VMMs that trap rather than map it. */
+  private accessSharedMemory(offset: number, size: number, value: number | undefined): number {
+    for (const region of this.sharedRegions) {
+      if (offset < region.offset || offset + size > region.offset + region.size) continue;
+      const at = offset - region.offset;
+      if (value === undefined) return size === 1 ? region.view.getUint8(at) : size === 2 ? region.view.getUint16(at, true) : region.view.getUint32(at, true);
+      if (size === 1) region.view.setUint8(at, value);
+      else if (size === 2) region.view.setUint16(at, value, true);
+      else region.view.setUint32(at, value, true);
+      return 0;
+    }
+    this.violations.access++;
+    return 0;
+  }
+
+  /**
+   * The VIRTIO_PCI_CAP_PCI_CFG window (spec 4.1.4.9): an access to pci_cfg_data
+   * becomes an access of cap.length bytes at cap.offset in BAR cap.bar, whether
+   * or not the BAR is mapped. It reaches the virtio structures only, aligned.
+   */
+  private pciCfgWindow(write: boolean): void {
+    const cap = this.pciCfgCap;
+    const bar = this.config.read(cap + VirtioPciCapField.BAR, 1);
+    const offset = this.config.read(cap + VirtioPciCapField.OFFSET, 4);
+    const length = this.config.read(cap + VirtioPciCapField.LENGTH, 4);
+    const target = this.barByIndex[bar];
+    const data = cap + VirtioPciCapField.PCI_CFG_DATA;
+    if (target?.purpose !== 'virtio' || !accessOk(offset, length, target.size) || offset % length !== 0) {
+      this.violations.access++;
+      return;
+    }
+    if (write) this.writeVirtio(offset, length, this.config.read(data, 4) & (ALL_ONES[length] as number));
+    else this.config.set(data, length, this.readVirtio(offset, length));
+  }
+
+  private queueInterrupt(index: number): void {
+    if (this.msix?.enabled === true) {
+      const vector = this.state.queueVectors[index] as number;
+      // spec 4.1.5.3.1: NO_VECTOR means no interrupt at all for this queue.
+      if (vector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(vector);
+      return;
+    }
+    this.state.isr |= IsrStatus.QUEUE;
+    this.updateIntx();
+  }
+
+  private configInterrupt(): void {
+    // spec 4.1.4.5.1: the configuration bit is set before any configuration change notification.
+    this.state.isr |= IsrStatus.CONFIG;
+    if (this.msix?.enabled === true) {
+      if (this.state.configVector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(this.state.configVector);
+      return;
+    }
+    this.updateIntx();
+  }
+
+  /**
+   * INTx follows the ISR status while MSI-X is off (spec 4.1.4.5.1): the
+   * status register's Interrupt Status bit always, the line unless the
+   * command register disables INTx.
+   */
+  private updateIntx(): void {
+    const pending = this.state.isr !== 0 && this.msix?.enabled !== true;
+    const status = this.config.read(PciConfig.STATUS, 2);
+    this.config.set(PciConfig.STATUS, 2, pending ? status | PciStatus.INTERRUPT : status & ~PciStatus.INTERRUPT);
+    const level = pending && (this.config.read(PciConfig.COMMAND, 2) & PciCommand.INTX_DISABLE) === 0;
+    if (level === this.intxLevel) return;
+    this.intxLevel = level;
+    this.intx?.set(level);
+  }
+}
+
+function accessOk(offset: number, size: number, limit: number): boolean {
+  return (size === 1 || size === 2 || size === 4) && Number.isInteger(offset) && offset >= 0 && offset <= limit - size;
+}
+
+function alignUp(value: number, align: number): number {
+  return Math.ceil(value / align) * align;
+}
+
+function nextPowerOfTwo(value: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(value, 1)));
+}
+
+/** Places each region on its own page in the shared memory BAR, with its backing memory. */
+function layoutSharedMemory(specs: readonly SharedMemoryRegionSpec[], backing: ReadonlyMap<number, Uint8Array> | undefined): SharedRegion[] {
+  const regions: SharedRegion[] = [];
+  let offset = 0;
+  for (const spec of specs) {
+    if (!Number.isInteger(spec.id) || spec.id < 0 || spec.id > 0xff || regions.some((r) => r.id === spec.id)) {
+      throw new RangeError(`shared memory region id ${spec.id} must be a unique u8 (spec 4.1.4.7)`);
+    }
+    if (!Number.isSafeInteger(spec.size) || spec.size <= 0) throw new RangeError(`shared memory region ${spec.id}: size ${spec.size} is not positive`);
+    const bytes = backing?.get(spec.id) ?? new Uint8Array(spec.size);
+    if (bytes.length < spec.size) throw new RangeError(`shared memory region ${spec.id}: backing holds ${bytes.length} of ${spec.size} bytes`);
+    regions.push({ id: spec.id, size: spec.size, offset, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, spec.size) });
+    offset = alignUp(offset + spec.size, PAGE);
+  }
+  return regions;
+}

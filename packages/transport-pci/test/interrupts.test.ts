@@ -1,0 +1,186 @@
+import { LoopbackDevice } from '@virtio-ts/driver';
+import { describe, expect, it } from 'vitest';
+import { CommonCfg, Msix, PciBarIndex, PciCommand, PciConfig, VIRTIO_MSI_NO_VECTOR, type PciTransport } from '../src/index.js';
+import { NetEchoDevice } from './devices/net-echo.js';
+import { bringUp, request, submit } from './guest.js';
+import { wire } from './harness.js';
+
+const ALL = (1n << 128n) - 1n;
+
+/** Offset of the MSI-X capability, found the way a driver finds it. */
+function msixCap(fn: PciTransport): number {
+  for (let at = fn.configRead(PciConfig.CAPABILITY_LIST, 1); at !== 0; at = fn.configRead(at + 1, 1)) {
+    if (fn.configRead(at, 1) === 0x11) return at;
+  }
+  throw new Error('no MSI-X capability');
+}
+
+const readCommon = (fn: PciTransport, offset: number, size: number): number => fn.barRead(PciBarIndex.VIRTIO, offset, size);
+const writeCommon = (fn: PciTransport, offset: number, size: number, value: number): void => fn.barWrite(PciBarIndex.VIRTIO, offset, size, value);
+const PBA = 0x1000;
+
+/** A running loopback device with MSI-X set up by the driver: configuration changes on vector 0, queue 0 on vector 1. */
+function running() {
+  const wired = wire(new LoopbackDevice());
+  const guest = bringUp(wired.driver, wired.memory, ALL);
+  wired.messages.length = 0;
+  return { ...wired, guest, cap: msixCap(wired.fn) };
+}
+
+describe('MSI-X ([PCI] 6.8.2, spec 4.1.5.1.2)', () => {
+  it('the capability reports the table size, and the table and PBA in BAR 1', () => {
+    const { fn, cap } = running();
+    expect(fn.configRead(cap + Msix.FLAGS, 2) & Msix.FLAGS_QSIZE).toBe(1);
+    expect(fn.configRead(cap + Msix.TABLE, 4)).toBe(PciBarIndex.MSIX);
+    expect(fn.configRead(cap + Msix.PBA, 4)).toBe(PBA | PciBarIndex.MSIX);
+    // The driver programmed the table: address, data = vector, unmasked.
+    expect(fn.barRead(PciBarIndex.MSIX, 16, 4)).toBe(0xfee0_0000);
+    expect(fn.barRead(PciBarIndex.MSIX, 24, 4)).toBe(1);
+    expect(fn.barRead(PciBarIndex.MSIX, 28, 4)).toBe(0);
+  });
+
+  it('function mask holds a message as a pending bit; clearing the mask delivers it', () => {
+    const { fn, messages, cap, guest } = running();
+    fn.configWrite(cap + Msix.FLAGS, 2, Msix.FLAGS_ENABLE | Msix.FLAGS_MASKALL);
+    fn.core.configChanged();
+    expect(messages).toEqual([]);
+    expect(fn.barRead(PciBarIndex.MSIX, PBA, 4)).toBe(0b1);
+    expect(fn.msixPending(0)).toBe(true);
+    fn.configWrite(cap + Msix.FLAGS, 2, Msix.FLAGS_ENABLE);
+    expect(messages).toEqual([{ address: 0xfee0_0000, data: 0 }]);
+    expect(fn.barRead(PciBarIndex.MSIX, PBA, 4)).toBe(0);
+    expect(guest.interrupts).toEqual([{ kind: 'config' }]);
+  });
+
+  it('a vector mask holds its message; unmasking sends it with the entry as it is then', () => {
+    const { fn, messages, guest } = running();
+    fn.barWrite(PciBarIndex.MSIX, 16 + 12, 4, 1);
+    const queue = guest.queues[0];
+    if (queue === undefined) throw new Error('no queue');
+    request(guest, queue, new Uint8Array([1]), 1);
+    expect(messages).toEqual([]);
+    expect(fn.msixPending(1)).toBe(true);
+    expect(queue.ring.takeUsed()?.len).toBe(1);
+    // Only the vector is masked: configuration changes still arrive.
+    fn.core.configChanged();
+    expect(messages).toEqual([{ address: 0xfee0_0000, data: 0 }]);
+    // Rewrite the masked entry's data (to the configuration vector's, which the driver knows) before unmasking.
+    fn.barWrite(PciBarIndex.MSIX, 16 + 8, 4, 0);
+    fn.barWrite(PciBarIndex.MSIX, 16 + 12, 4, 0);
+    expect(messages).toEqual([
+      { address: 0xfee0_0000, data: 0 },
+      { address: 0xfee0_0000, data: 0 },
+    ]);
+    expect(fn.msixPending(1)).toBe(false);
+  });
+
+  it('spec 4.1.5.3.1, 4.1.5.4.1: NO_VECTOR means no interrupt at all, and nothing pending', () => {
+    const { fn, messages, intx, guest } = running();
+    writeCommon(fn, CommonCfg.CONFIG_MSIX_VECTOR, 2, VIRTIO_MSI_NO_VECTOR);
+    writeCommon(fn, CommonCfg.QUEUE_SELECT, 2, 0);
+    writeCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2, VIRTIO_MSI_NO_VECTOR);
+    fn.core.configChanged();
+    const queue = guest.queues[0];
+    if (queue === undefined) throw new Error('no queue');
+    request(guest, queue, new Uint8Array([1]), 1);
+    expect(queue.ring.takeUsed()?.len).toBe(1);
+    expect(messages).toEqual([]);
+    expect(intx).toEqual([]);
+    expect(fn.barRead(PciBarIndex.MSIX, PBA, 4)).toBe(0);
+  });
+
+  it('spec 4.1.5.1.2.1: mapping to a vector outside the table fails and reads back NO_VECTOR', () => {
+    const { fn } = running();
+    writeCommon(fn, CommonCfg.CONFIG_MSIX_VECTOR, 2, 2);
+    expect(readCommon(fn, CommonCfg.CONFIG_MSIX_VECTOR, 2)).toBe(VIRTIO_MSI_NO_VECTOR);
+    writeCommon(fn, CommonCfg.QUEUE_SELECT, 2, 0);
+    writeCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2, 0x7ff);
+    expect(readCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2)).toBe(VIRTIO_MSI_NO_VECTOR);
+    writeCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2, 0);
+    expect(readCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2)).toBe(0);
+  });
+
+  it('spec 4.1.5.1.2.1: device reset unmaps every event', () => {
+    const { fn } = running();
+    writeCommon(fn, CommonCfg.DEVICE_STATUS, 1, 0);
+    expect(readCommon(fn, CommonCfg.CONFIG_MSIX_VECTOR, 2)).toBe(VIRTIO_MSI_NO_VECTOR);
+    writeCommon(fn, CommonCfg.QUEUE_SELECT, 2, 0);
+    expect(readCommon(fn, CommonCfg.QUEUE_MSIX_VECTOR, 2)).toBe(VIRTIO_MSI_NO_VECTOR);
+  });
+
+  it('with bus mastering off no message is written; it stays pending until bus mastering is back', () => {
+    const { fn, messages } = running();
+    const command = fn.configRead(PciConfig.COMMAND, 2);
+    fn.configWrite(PciConfig.COMMAND, 2, command & ~PciCommand.MASTER);
+    fn.core.configChanged();
+    expect(messages).toEqual([]);
+    expect(fn.msixPending(0)).toBe(true);
+    fn.configWrite(PciConfig.COMMAND, 2, command);
+    expect(messages).toEqual([{ address: 0xfee0_0000, data: 0 }]);
+  });
+
+  it('table entries take aligned dwords only; the PBA is read-only; Message Address bits 1:0 are zero', () => {
+    const { fn } = running();
+    fn.barWrite(PciBarIndex.MSIX, 0, 4, 0xfee0_1003);
+    expect(fn.barRead(PciBarIndex.MSIX, 0, 4)).toBe(0xfee0_1000);
+    const before = fn.violations.access;
+    fn.barWrite(PciBarIndex.MSIX, 8, 2, 0x55);
+    expect(fn.barRead(PciBarIndex.MSIX, 2, 2)).toBe(0);
+    expect(fn.violations.access).toBe(before + 2);
+    fn.barWrite(PciBarIndex.MSIX, PBA, 4, 0xffffffff);
+    expect(fn.barRead(PciBarIndex.MSIX, PBA, 4)).toBe(0);
+    expect(fn.violations.write).toBe(1);
+  });
+
+  it('a message whose address does not fit 2^53 is not sent, and counted', () => {
+    const { fn, messages } = running();
+    fn.barWrite(PciBarIndex.MSIX, 4, 4, 0xffff_ffff);
+    fn.core.configChanged();
+    expect(messages).toEqual([]);
+    expect(fn.violations.dma).toBe(1);
+  });
+});
+
+describe('INTx and the ISR status (spec 4.1.4.5)', () => {
+  it('MSI-X enabled: INTx stays deasserted; disabled: the ISR drives the line and Interrupt Status', () => {
+    const { fn, intx, messages, cap, guest } = running();
+    const queue = guest.queues[0];
+    if (queue === undefined) throw new Error('no queue');
+    fn.configWrite(cap + Msix.FLAGS, 2, 0);
+    fn.configWrite(PciConfig.COMMAND, 2, fn.configRead(PciConfig.COMMAND, 2) & ~PciCommand.INTX_DISABLE);
+    submit(guest, queue, [{ addr: guest.allocator.alloc(4), len: 4, writable: false }]);
+    expect(messages).toEqual([]);
+    expect(intx).toEqual([true, false]);
+    // The driver's handler read the ISR (queue bit), which cleared it and lowered the line.
+    expect(guest.interrupts.at(-1)).toEqual({ kind: 'queue', index: undefined });
+    expect(fn.configRead(PciConfig.STATUS, 2) & 0x8).toBe(0);
+  });
+
+  it('Interrupt Disable keeps the line low; Interrupt Status still shows the pending ISR; clearing it raises the line', () => {
+    const { fn, intx, cap } = running();
+    fn.configWrite(cap + Msix.FLAGS, 2, 0);
+    fn.configWrite(PciConfig.COMMAND, 2, fn.configRead(PciConfig.COMMAND, 2) | PciCommand.INTX_DISABLE);
+    fn.core.configChanged();
+    expect(intx).toEqual([]);
+    expect(fn.configRead(PciConfig.STATUS, 2) & 0x8).toBe(0x8);
+    fn.configWrite(PciConfig.COMMAND, 2, fn.configRead(PciConfig.COMMAND, 2) & ~PciCommand.INTX_DISABLE);
+    expect(intx).toEqual([true, false]);
+  });
+
+  it('reading the ISR returns its bits once and clears them (spec 4.1.4.5.1)', () => {
+    const { fn, cap } = running();
+    fn.configWrite(cap + Msix.FLAGS, 2, 0);
+    fn.configWrite(PciConfig.COMMAND, 2, fn.configRead(PciConfig.COMMAND, 2) | PciCommand.INTX_DISABLE);
+    fn.core.configChanged();
+    expect(fn.barRead(PciBarIndex.VIRTIO, 0x1000, 1)).toBe(2);
+    expect(fn.barRead(PciBarIndex.VIRTIO, 0x1000, 1)).toBe(0);
+  });
+
+  it('a function without an INTx line reports Interrupt Pin 0 and interrupts only through MSI-X', () => {
+    const { fn, driver, memory, messages } = wire(new NetEchoDevice(), { intx: false });
+    expect(fn.configRead(PciConfig.INTERRUPT_PIN, 1)).toBe(0);
+    bringUp(driver, memory, ALL);
+    fn.core.configChanged();
+    expect(messages.at(-1)?.data).toBe(0);
+  });
+});

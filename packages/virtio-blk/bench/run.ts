@@ -1,0 +1,167 @@
+/**
+ * virtio-blk on the file backend, driven through a guest driver, next to
+ * plain positional FileHandle I/O from Node on the same file in the same run
+ * (the ceiling for a device written in Node). 4 KiB random reads and writes
+ * and 1 MiB sequential reads and writes, at queue depth 1 and 32.
+ *
+ * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS and
+ * MB/s for the device and for plain I/O, and the device/plain ratio.
+ * Usage: pnpm bench [-- --quick] [--only <case>]
+ */
+import { read, write } from 'node:fs';
+import { open, mkdtemp, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreTransport } from '@virtio-ts/driver';
+import { GuestMemory } from '@virtio-ts/virtqueue';
+import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk } from '../src/index.js';
+import { FileBackend } from '../src/node/index.js';
+import { BlkGuest } from '../test/guest.js';
+
+const PKG = '@virtio-ts/virtio-blk';
+const quick = process.argv.includes('--quick');
+const only = process.argv[process.argv.indexOf('--only') + 1];
+/** Each case alternates plain and device runs of SECONDS each, ROUNDS times, and reports medians: the machine's noise hits both alike. */
+const SECONDS = quick ? 0.2 : 0.5;
+const ROUNDS = quick ? 3 : 7;
+const IMAGE_BYTES = 256 << 20;
+const MiB = 1 << 20;
+
+interface Case {
+  readonly name: string;
+  readonly write: boolean;
+  readonly random: boolean;
+  readonly blockBytes: number;
+  readonly depth: number;
+}
+
+const cases: Case[] = [];
+for (const depth of [1, 32]) {
+  cases.push({ name: `randread-4k-qd${depth}`, write: false, random: true, blockBytes: 4096, depth });
+  cases.push({ name: `randwrite-4k-qd${depth}`, write: true, random: true, blockBytes: 4096, depth });
+  cases.push({ name: `seqread-1m-qd${depth}`, write: false, random: false, blockBytes: MiB, depth });
+  cases.push({ name: `seqwrite-1m-qd${depth}`, write: true, random: false, blockBytes: MiB, depth });
+}
+
+/** Offsets of a case: random block-aligned (xorshift, same sequence for both sides) or sequential, wrapping. */
+function offsets(c: Case): () => number {
+  const blocks = IMAGE_BYTES / c.blockBytes;
+  let state = 0x2545f491;
+  let next = 0;
+  return () => {
+    if (!c.random) return (next++ % blocks) * c.blockBytes;
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return ((state >>> 0) % blocks) * c.blockBytes;
+  };
+}
+
+/** The median of `values`. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Runs `depth` workers issuing `op` until the time is up; returns operations per second. */
+async function measure(depth: number, op: (worker: number) => Promise<void>): Promise<number> {
+  const deadline = performance.now() + SECONDS * 1000;
+  let done = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: depth }, async (_, worker) => {
+      while (performance.now() < deadline) {
+        await op(worker);
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - start) / 1000);
+}
+
+/** Plain positional I/O on the file: Node's fastest path, fs.read / fs.write on the descriptor. */
+async function plain(handle: FileHandle, c: Case): Promise<number> {
+  const buffers = Array.from({ length: c.depth }, () => new Uint8Array(c.blockBytes).fill(0x3c));
+  const next = offsets(c);
+  const fd = handle.fd;
+  return measure(c.depth, (w) => {
+    const b = buffers[w] as Uint8Array;
+    const position = next();
+    return new Promise((resolve, reject) => {
+      const done = (error: Error | null): void => (error === null ? resolve() : reject(error));
+      if (c.write) write(fd, b, 0, b.length, position, done);
+      else read(fd, b, 0, b.length, position, done);
+    });
+  });
+}
+
+async function device(guest: BlkGuest, c: Case): Promise<number> {
+  const memory = guest.transport.memory;
+  // Each worker owns a header, a data buffer and a status byte, placed once (as a guest driver's request pool is).
+  let cursor = 2 * MiB;
+  const place = (len: number): number => {
+    const addr = cursor;
+    cursor += Math.ceil(len / 4096) * 4096;
+    return addr;
+  };
+  const slots = Array.from({ length: c.depth }, () => ({ header: place(16), data: place(c.blockBytes), status: place(1) }));
+  const next = offsets(c);
+  const type = c.write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+  for (const s of slots) memory.fill(s.data, c.blockBytes, 0x3c);
+  return measure(c.depth, async (w) => {
+    const s = slots[w] as (typeof slots)[number];
+    memory.setU32(s.header, type);
+    memory.setU32(s.header + 4, 0);
+    memory.setU64(s.header + 8, BigInt(next() / 512));
+    await guest.submitBuffers([
+      { addr: s.header, len: 16, writable: false },
+      { addr: s.data, len: c.blockBytes, writable: !c.write },
+      { addr: s.status, len: 1, writable: true },
+    ]);
+    if (memory.getU8(s.status) !== VIRTIO_BLK_S_OK) throw new Error(`${c.name}: request failed`);
+  });
+}
+
+function report(name: string, value: number, unit: string, digits = 0): void {
+  console.log(`BENCH ${PKG} ${name} ${value.toFixed(digits)} ${unit}`);
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'virtio-blk-bench-'));
+try {
+  const path = join(dir, 'disk.img');
+  const setup = await open(path, 'w');
+  const chunk = new Uint8Array(MiB);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;
+  for (let at = 0; at < IMAGE_BYTES; at += MiB) await setup.write(chunk, 0, MiB, at);
+  await setup.close();
+
+  const backend = await FileBackend.open(path);
+  const blk = new VirtioBlk({ backend, queueSize: 256 });
+  const guest = BlkGuest.start(new CoreTransport(GuestMemory.create(48 * MiB), blk), { bufferWindow: [MiB, 48 * MiB] });
+  const handle = await open(path, 'r+');
+  for (const c of cases.filter((k) => !process.argv.includes('--only') || k.name === only)) {
+    // Plain I/O, then the device, on the same offsets: both see the same page-cache state.
+    const bases: number[] = [];
+    const devs: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      bases.push(await plain(handle, c));
+      devs.push(await device(guest, c));
+      ratios.push((devs.at(-1) as number) / (bases.at(-1) as number));
+    }
+    const base = median(bases);
+    const dev = median(devs);
+    const mbs = (iops: number): number => (iops * c.blockBytes) / 1e6;
+    report(c.name, dev, 'IOPS');
+    report(c.name, mbs(dev), 'MB/s', 1);
+    report(`${c.name}-plain`, base, 'IOPS');
+    report(`${c.name}-plain`, mbs(base), 'MB/s', 1);
+    report(`${c.name}-ratio`, median(ratios), 'x', 2);
+  }
+  await handle.close();
+  await backend.close();
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

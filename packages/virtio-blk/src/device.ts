@@ -1,0 +1,187 @@
+import {
+  DeviceId,
+  VIRTIO_DEVICE_CONTRACT_VERSION,
+  featureBit,
+  hasFeature,
+  type ActivationContext,
+  type DeviceHost,
+  type Virtqueue,
+  type VirtioDevice,
+} from '@virtio-ts/virtqueue';
+import type { BlockBackend } from './backend.js';
+import { BLK_CONFIG_SIZE, BlkConfigOffset } from './config.js';
+import {
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_GEOMETRY,
+  VIRTIO_BLK_F_LIFETIME,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_SECURE_ERASE,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+} from './constants.js';
+import { Disk } from './disk.js';
+import { resolveOptions, type ResolvedBlkOptions, type VirtioBlkOptions } from './options.js';
+import { RequestQueue } from './request-queue.js';
+
+/**
+ * A virtio block device (spec 5.2) over a {@link BlockBackend}. Implements
+ * VirtioDevice, so any transport carries it. Requests run concurrently and
+ * complete out of order; each request queue is served independently.
+ */
+export class VirtioBlk implements VirtioDevice {
+  readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
+  readonly deviceType = DeviceId.BLOCK;
+  readonly deviceFeatures: bigint;
+  readonly queueMaxSizes: readonly number[];
+  readonly configSize = BLK_CONFIG_SIZE;
+  /** Where the data lives. */
+  readonly backend: BlockBackend;
+  private readonly disk: Disk;
+  private host: DeviceHost | undefined;
+  private readonly queues = new Map<number, RequestQueue>();
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly counter = {
+    started: (): void => {
+      this.inFlight++;
+    },
+    finished: (): void => {
+      if (--this.inFlight === 0) this.wakeIdle();
+    },
+  };
+
+  /** Creates the device; throws a RangeError naming any invalid option. */
+  constructor(options: VirtioBlkOptions) {
+    const o = resolveOptions(options);
+    this.backend = o.backend;
+    this.disk = new Disk(o);
+    this.queueMaxSizes = new Array<number>(o.queues).fill(o.queueSize);
+    this.deviceFeatures = offeredFeatures(o);
+  }
+
+  /** Current capacity in 512-byte sectors. */
+  get capacity(): number {
+    return this.disk.capacity;
+  }
+
+  /** The cache mode: true for write-back, false for write-through (the `writeback` field). */
+  get writeback(): boolean {
+    return this.disk.config.writeback;
+  }
+
+  /** Backend operations started and not yet settled, across all queues. */
+  get pendingIo(): number {
+    return this.inFlight;
+  }
+
+  attach(host: DeviceHost): void {
+    this.host = host;
+  }
+
+  acceptFeatures(features: bigint): boolean {
+    this.disk.negotiate(features);
+    return true;
+  }
+
+  readConfig(offset: number, data: Uint8Array): void {
+    data.set(this.disk.config.bytes.subarray(offset, offset + data.length));
+  }
+
+  /** Only `writeback` is writable (spec 5.2.5), to 0 or 1; other bytes and values are ignored. */
+  writeConfig(offset: number, data: Uint8Array): void {
+    const at = BlkConfigOffset.writeback - offset;
+    if (at < 0 || at >= data.length || !this.disk.writebackWritable()) return;
+    const value = data[at];
+    if (value === 0 || value === 1) this.disk.config.writeback = value === 1;
+  }
+
+  activate(context: ActivationContext): void {
+    if (this.disk.features === undefined) {
+      // A legacy driver never set FEATURES_OK. spec 5.2.5.3: without CONFIG_WCE the cache mode follows FLUSH.
+      this.disk.negotiate(context.features);
+      if (!hasFeature(context.features, VIRTIO_BLK_F_CONFIG_WCE)) this.disk.config.writeback = this.disk.flushEnabled;
+    }
+    for (const [index, queue] of context.queues) this.serve(index, queue);
+  }
+
+  reset(): void {
+    for (const q of this.queues.values()) q.stop();
+    this.queues.clear();
+    this.disk.reset();
+  }
+
+  notify(index: number): void {
+    this.queues.get(index)?.drain();
+  }
+
+  resetQueue(index: number): void {
+    this.queues.get(index)?.stop();
+    this.queues.delete(index);
+  }
+
+  enableQueue(index: number, queue: Virtqueue): void {
+    this.serve(index, queue);
+  }
+
+  /**
+   * Resizes the backend to `bytes` (when given), then updates `capacity` and
+   * sends a configuration change notification (spec 5.2.6.3) if it changed.
+   * Without an argument, picks up a size change made to the backend directly.
+   */
+  async resize(bytes?: number): Promise<void> {
+    if (bytes !== undefined) {
+      if (this.backend.resize === undefined) throw new Error('this backend cannot be resized');
+      await this.backend.resize(bytes);
+    }
+    const sectors = this.disk.backendSectors();
+    if (sectors === this.disk.config.capacity) return;
+    this.disk.config.capacity = sectors;
+    this.host?.configChanged();
+  }
+
+  /** Resolves once no backend operation is in flight (for a VMM that must quiesce before touching guest memory). */
+  settled(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private serve(index: number, queue: Virtqueue): void {
+    const served = new RequestQueue(queue, this.disk, this.counter);
+    this.queues.get(index)?.stop();
+    this.queues.set(index, served);
+    // Requests made available before the queue was served are taken now.
+    served.drain();
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+function offeredFeatures(o: ResolvedBlkOptions): bigint {
+  const offer = (bit: number, on: boolean): bigint => (on ? featureBit(bit) : 0n);
+  return (
+    o.ringFeatures |
+    offer(VIRTIO_BLK_F_SIZE_MAX, o.sizeMax !== undefined) |
+    offer(VIRTIO_BLK_F_SEG_MAX, true) |
+    offer(VIRTIO_BLK_F_GEOMETRY, o.geometry !== undefined) |
+    offer(VIRTIO_BLK_F_RO, o.readOnly) |
+    offer(VIRTIO_BLK_F_BLK_SIZE, true) |
+    offer(VIRTIO_BLK_F_FLUSH, o.flush) |
+    offer(VIRTIO_BLK_F_TOPOLOGY, o.topology !== undefined) |
+    offer(VIRTIO_BLK_F_CONFIG_WCE, o.configWce) |
+    offer(VIRTIO_BLK_F_MQ, o.queues > 1) |
+    offer(VIRTIO_BLK_F_DISCARD, o.discard !== undefined) |
+    offer(VIRTIO_BLK_F_WRITE_ZEROES, o.writeZeroes !== undefined) |
+    offer(VIRTIO_BLK_F_LIFETIME, o.lifetime !== undefined) |
+    offer(VIRTIO_BLK_F_SECURE_ERASE, o.secureErase !== undefined)
+  );
+}

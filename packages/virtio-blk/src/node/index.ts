@@ -1,0 +1,1 @@
+export { FileBackend, ImageError, type FileBackendOptions } from './file-backend.js';

@@ -1,0 +1,117 @@
+import { ChainFault, type DescriptorChain, type Virtqueue } from '@virtio-ts/virtqueue';
+import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK } from './constants.js';
+import { startRequest, type DiskState } from './request.js';
+
+/** Runs `callback` in a later turn of the event loop, after pending I/O: setImmediate in Node, a timer elsewhere. */
+const later: (callback: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+    ? (callback) => (globalThis as unknown as { setImmediate: (cb: () => void) => void }).setImmediate(callback)
+    : (callback) => setTimeout(callback, 0);
+
+/** Counts backend operations in flight across a device's queues, for {@link RequestQueue}. */
+export interface InFlightCounter {
+  started(): void;
+  finished(): void;
+}
+
+/**
+ * Serves one request queue. Requests start as they are popped and complete
+ * as their backend I/O settles, in any order; used entries are published and
+ * the driver interrupted once per batch of completions (one interrupt per
+ * batch, not per request). After {@link stop} late completions are dropped
+ * without touching guest memory or the ring.
+ */
+export class RequestQueue {
+  private readonly queue: Virtqueue;
+  private readonly disk: DiskState;
+  private readonly counter: InFlightCounter;
+  private flushScheduled = false;
+  private drainScheduled = false;
+  private stopped = false;
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false;
+    if (!this.stopped) this.queue.flush();
+  };
+  private readonly drainNow = (): void => {
+    this.drainScheduled = false;
+    this.drain();
+  };
+
+  /** Serves `queue` for `disk`. */
+  constructor(queue: Virtqueue, disk: DiskState, counter: InFlightCounter) {
+    this.queue = queue;
+    this.disk = disk;
+    this.counter = counter;
+  }
+
+  /**
+   * Starts every available request, at most one lap of the ring per call so
+   * that a driver that keeps adding cannot starve the event loop; the rest
+   * are taken in a later turn.
+   */
+  drain(): void {
+    const queue = this.queue;
+    for (let i = 0; i < queue.size; i++) {
+      if (this.stopped) return;
+      const chain = queue.pop();
+      if (chain === null) return;
+      this.start(chain);
+    }
+    if (!this.drainScheduled) {
+      this.drainScheduled = true;
+      later(this.drainNow);
+    }
+  }
+
+  /** Stops serving: pending and late completions are dropped. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private start(chain: DescriptorChain): void {
+    // A malformed chain or one without room for a status byte cannot carry a status: complete it empty.
+    if (chain.fault !== ChainFault.NONE || chain.writableLength === 0) {
+      this.queue.addUsed(chain, 0);
+      this.scheduleFlush();
+      return;
+    }
+    let outcome;
+    try {
+      outcome = startRequest(chain, this.disk);
+    } catch {
+      // A backend that throws instead of rejecting fails only its request.
+      outcome = VIRTIO_BLK_S_IOERR;
+    }
+    if (typeof outcome === 'number') {
+      this.complete(chain, outcome);
+      return;
+    }
+    this.counter.started();
+    outcome.then(
+      () => {
+        this.counter.finished();
+        this.complete(chain, VIRTIO_BLK_S_OK);
+      },
+      () => {
+        this.counter.finished();
+        this.complete(chain, VIRTIO_BLK_S_IOERR);
+      },
+    );
+  }
+
+  /** Writes the status into the last writable byte; the used length covers the whole writable part. */
+  private complete(chain: DescriptorChain, status: number): void {
+    if (this.stopped) return;
+    const writer = chain.writer;
+    writer.skip(writer.remaining - 1);
+    writer.writeU8(status);
+    this.queue.addUsed(chain, chain.writableLength);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(this.flushNow);
+  }
+}

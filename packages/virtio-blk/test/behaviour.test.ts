@@ -1,0 +1,273 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BlkConfigOffset,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  BLK_RING_FEATURES,
+} from '../src/index.js';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
+import { CANARY, BlkGuest } from './guest.js';
+import { settle } from './gated-backend.js';
+import { TRANSPORTS, patterned, rig } from './setup.js';
+
+const ALL = ~0n;
+
+describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [transport, packed] as const)))('concurrency over %s (packed=%s)', (transport, packed) => {
+  it('many requests in flight complete out of order, each with its own data', async () => {
+    const { guest, gate, backend } = rig({ transport, guest: { packed } });
+    gate.hold = (op) => op.kind === 'read';
+    const order: number[] = [];
+    const reads = Array.from({ length: 16 }, (_, i) => {
+      const p = guest.add({ type: VIRTIO_BLK_T_IN, sector: 2 * i, inLen: 1024 });
+      void p.then(() => order.push(i));
+      return p;
+    });
+    guest.kick();
+    await settle();
+    expect(gate.held).toHaveLength(16);
+    gate.release([15, 3, 9, 0, 14, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13]);
+    const done = await Promise.all(reads);
+    expect(order.slice(0, 4)).toEqual([15, 3, 9, 0]);
+    done.forEach((c, i) => {
+      expect(c.status).toBe(VIRTIO_BLK_S_OK);
+      expect(c.data).toEqual(backend.bytes.slice(2 * i * 512, (2 * i + 2) * 512));
+    });
+  });
+
+  it('with VIRTIO_F_IN_ORDER, requests finishing out of order are still used in order (spec 2.8.23)', async () => {
+    const { guest, gate } = rig({ transport, guest: { packed, accept: ALL & ~(packed ? 0n : featureBit(VIRTIO_F_RING_PACKED)) } });
+    expect(guest.features & featureBit(VIRTIO_F_IN_ORDER)).not.toBe(0n);
+    gate.hold = () => true;
+    const order: number[] = [];
+    const reads = Array.from({ length: 6 }, (_, i) => guest.add({ type: VIRTIO_BLK_T_IN, sector: i, inLen: 512 }).then(() => order.push(i)));
+    guest.kick();
+    await settle();
+    gate.release([5, 2, 4, 0, 3, 1]);
+    await Promise.all(reads);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('one interrupt per batch of completions, not one per request', async () => {
+    const { guest, gate } = rig({ transport, guest: { packed } });
+    gate.hold = () => true;
+    const first = Array.from({ length: 8 }, (_, i) => guest.add({ type: VIRTIO_BLK_T_IN, sector: i, inLen: 512 }));
+    guest.kick();
+    await settle();
+    const before = guest.interrupts.queue;
+    gate.release([0, 1, 2, 3]);
+    await Promise.all(first.slice(0, 4));
+    expect(guest.interrupts.queue - before).toBe(1);
+    gate.release();
+    await Promise.all(first);
+    expect(guest.interrupts.queue - before).toBe(2);
+  });
+
+  it('reset with requests in flight: late completions are dropped; nothing reaches the re-initialised ring', async () => {
+    const { guest, gate, blk, transport: driver } = rig({ transport, guest: { packed } });
+    gate.hold = () => true;
+    const stale = [guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 4, out: patterned(512, 1) }), guest.submit({ type: VIRTIO_BLK_T_FLUSH })];
+    void stale;
+    await settle();
+    expect(gate.held).toHaveLength(2);
+    // The driver resets and sets the device up again with the same ring addresses.
+    const again = BlkGuest.start(driver, { packed });
+    gate.hold = () => false;
+    gate.release();
+    await blk.settled();
+    await settle();
+    expect(again.interrupts.queue).toBe(0);
+    expect(again.inFlight).toBe(0);
+    const c = await again.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 });
+    expect(c.status).toBe(VIRTIO_BLK_S_OK);
+    expect(again.interrupts.queue).toBe(1);
+  });
+
+  it('reset with requests in flight: their status bytes are never written', async () => {
+    const { guest, gate, blk, transport: driver } = rig({ transport, guest: { packed } });
+    gate.hold = () => true;
+    void guest.submit({ type: VIRTIO_BLK_T_FLUSH });
+    await settle();
+    const status = statusAddress(driver.memory, CANARY);
+    driver.reset();
+    gate.release();
+    await blk.settled();
+    await settle();
+    expect(driver.memory.getU8(status)).toBe(CANARY);
+  });
+});
+
+/** The guest address of the only byte in guest memory equal to `canary` (the pending status byte). */
+function statusAddress(memory: { size: number; getU8(a: number): number }, canary: number): number {
+  const hits: number[] = [];
+  for (let a = 1 << 20; a < memory.size; a++) if (memory.getU8(a) === canary) hits.push(a);
+  expect(hits).toHaveLength(1);
+  return hits[0] as number;
+}
+
+describe('multiqueue (VIRTIO_BLK_F_MQ)', () => {
+  it('num_queues is in the configuration space and every queue serves requests', async () => {
+    const { guest, backend } = rig({ device: { queues: 4 } });
+    expect(guest.features & (1n << BigInt(VIRTIO_BLK_F_MQ))).not.toBe(0n);
+    expect(guest.config(BlkConfigOffset.numQueues, 2).getUint16(0, true)).toBe(4);
+    expect(guest.queueCount).toBe(4);
+    const done = await Promise.all([0, 1, 2, 3].map((q) => guest.submit({ type: VIRTIO_BLK_T_IN, sector: q, inLen: 512 }, q)));
+    done.forEach((c, q) => expect(c.data).toEqual(backend.bytes.slice(q * 512, (q + 1) * 512)));
+  });
+
+  it('queues are independent: a stalled queue does not hold the others back', async () => {
+    const { guest, gate } = rig({ device: { queues: 3 } });
+    gate.hold = (op) => op.offset === 0;
+    const stalled = guest.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 }, 0);
+    let stalledDone = false;
+    void stalled.then(() => (stalledDone = true));
+    const others = await Promise.all([1, 2].map((q) => guest.submit({ type: VIRTIO_BLK_T_IN, sector: 8, inLen: 512 }, q)));
+    expect(others.map((c) => c.status)).toEqual([VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK]);
+    expect(stalledDone).toBe(false);
+    gate.release();
+    expect((await stalled).status).toBe(VIRTIO_BLK_S_OK);
+  });
+
+  it('without MQ negotiated only the first queue is used', () => {
+    const { guest } = rig({ device: { queues: 4 }, guest: { accept: ALL & ~(1n << BigInt(VIRTIO_BLK_F_MQ)) } });
+    expect(guest.queueCount).toBe(1);
+  });
+});
+
+describe('write-back cache (spec 5.2.6.2)', () => {
+  /** Index of the first log entry matching `entry` after position `from`. */
+  const at = (log: readonly string[], entry: string, from = 0): number => log.indexOf(entry, from);
+
+  it('write-back: a write completes without a flush; FLUSH completes after a backend flush that began after the write completed', async () => {
+    const { guest, gate, blk } = rig();
+    expect(blk.writeback).toBe(true);
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log).toEqual(['write:start@512', 'write:end@512']);
+    const f = await guest.submit({ type: VIRTIO_BLK_T_FLUSH });
+    expect(f.status).toBe(VIRTIO_BLK_S_OK);
+    expect(gate.log.slice(2)).toEqual(['flush:start@0', 'flush:end@0']);
+  });
+
+  it('a FLUSH waits for a flush that starts after it, even when one is already running', async () => {
+    const { guest, gate } = rig();
+    gate.hold = (op) => op.kind === 'flush';
+    const f1 = guest.submit({ type: VIRTIO_BLK_T_FLUSH });
+    await settle();
+    expect(gate.held).toHaveLength(1);
+    const w = guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 2, out: patterned(512, 4) });
+    await w;
+    const f2 = guest.submit({ type: VIRTIO_BLK_T_FLUSH });
+    const f3 = guest.submit({ type: VIRTIO_BLK_T_FLUSH });
+    await settle();
+    let f2Done = false;
+    void f2.then(() => (f2Done = true));
+    gate.release();
+    await f1;
+    await settle();
+    // f2 and f3 share the second backend flush, which started after the write completed.
+    expect(f2Done).toBe(false);
+    expect(gate.held).toHaveLength(1);
+    gate.release();
+    await Promise.all([f2, f3]);
+    const log = gate.log;
+    expect(at(log, 'flush:start@0', at(log, 'write:end@1024'))).toBeGreaterThan(at(log, 'write:end@1024'));
+    expect(log.filter((e) => e === 'flush:start@0')).toHaveLength(2);
+  });
+
+  it('write-through (writeback set to 0 by the driver): each write is flushed before it completes', async () => {
+    const { guest, gate, blk } = rig();
+    guest.transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([0]));
+    expect(blk.writeback).toBe(false);
+    expect(guest.config(BlkConfigOffset.writeback, 1).getUint8(0)).toBe(0);
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log).toEqual(['write:start@512', 'write:end@512', 'flush:start@0', 'flush:end@0']);
+    guest.transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([1]));
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log).toHaveLength(6);
+  });
+
+  it('spec 5.2.6.2 case 1: FLUSH offered but neither FLUSH nor CONFIG_WCE negotiated means write-through', async () => {
+    const mask = ~((1n << BigInt(VIRTIO_BLK_F_FLUSH)) | (1n << BigInt(VIRTIO_BLK_F_CONFIG_WCE)));
+    const { guest, gate } = rig({ guest: { accept: mask } });
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log).toEqual(['write:start@512', 'write:end@512', 'flush:start@0', 'flush:end@0']);
+  });
+
+  it('spec 5.2.5.2: CONFIG_WCE without FLUSH starts write-through', async () => {
+    const { guest, gate } = rig({ guest: { accept: ~(1n << BigInt(VIRTIO_BLK_F_FLUSH)) } });
+    expect(guest.config(BlkConfigOffset.writeback, 1).getUint8(0)).toBe(0);
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log.slice(-2)).toEqual(['flush:start@0', 'flush:end@0']);
+  });
+
+  it('FLUSH without CONFIG_WCE is a write-back cache; writeback cannot be changed; no flush is done for plain writes', async () => {
+    const { guest, gate, blk } = rig({ guest: { accept: ~(1n << BigInt(VIRTIO_BLK_F_CONFIG_WCE)) } });
+    guest.transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([0]));
+    expect(blk.writeback).toBe(true);
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 3) });
+    expect(gate.log).toEqual(['write:start@512', 'write:end@512']);
+  });
+
+  it('the cache mode goes back to its initial value on reset; values other than 0 and 1 are ignored', () => {
+    const { guest, blk, transport } = rig({ device: { writeback: false } });
+    expect(blk.writeback).toBe(false);
+    transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([2]));
+    expect(blk.writeback).toBe(false);
+    transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([1]));
+    expect(blk.writeback).toBe(true);
+    BlkGuest.start(guest.transport);
+    expect(blk.writeback).toBe(false);
+  });
+});
+
+describe('configuration space (spec 5.2.4)', () => {
+  it('reflects the options; fields of features not offered and padding read 0', () => {
+    const { guest, blk } = rig({
+      sectors: 100,
+      device: {
+        blockSize: 4096,
+        sizeMax: 65536,
+        segMax: 30,
+        geometry: { cylinders: 1000, heads: 16, sectors: 63 },
+        topology: { physicalBlockExp: 3, alignmentOffset: 1, minIoSize: 8, optIoSize: 256 },
+        discard: { maxSectors: 1024, maxSegments: 8, sectorAlignment: 16 },
+        writeZeroes: false,
+        secureErase: { maxSectors: 2048, maxSegments: 2 },
+      },
+    });
+    const c = guest.config(0, blk.configSize);
+    const o = BlkConfigOffset;
+    expect(c.getBigUint64(o.capacity, true)).toBe(100n);
+    expect(c.getUint32(o.sizeMax, true)).toBe(65536);
+    expect(c.getUint32(o.segMax, true)).toBe(30);
+    expect([c.getUint16(o.cylinders, true), c.getUint8(o.heads), c.getUint8(o.sectors)]).toEqual([1000, 16, 63]);
+    expect(c.getUint32(o.blkSize, true)).toBe(4096);
+    expect([c.getUint8(o.physicalBlockExp), c.getUint8(o.alignmentOffset), c.getUint16(o.minIoSize, true), c.getUint32(o.optIoSize, true)]).toEqual([3, 1, 8, 256]);
+    expect(c.getUint8(o.writeback)).toBe(1);
+    expect(c.getUint8(o.writeback + 1)).toBe(0);
+    expect(c.getUint16(o.numQueues, true)).toBe(1);
+    expect([c.getUint32(o.maxDiscardSectors, true), c.getUint32(o.maxDiscardSeg, true), c.getUint32(o.discardSectorAlignment, true)]).toEqual([1024, 8, 16]);
+    expect([c.getUint32(o.maxWriteZeroesSectors, true), c.getUint32(o.maxWriteZeroesSeg, true), c.getUint8(o.writeZeroesMayUnmap)]).toEqual([0, 0, 0]);
+    expect([1, 2, 3].map((i) => c.getUint8(o.writeZeroesMayUnmap + i))).toEqual([0, 0, 0]);
+    expect([c.getUint32(o.maxSecureEraseSectors, true), c.getUint32(o.maxSecureEraseSeg, true), c.getUint32(o.secureEraseSectorAlignment, true)]).toEqual([2048, 2, 8]);
+  });
+
+  it('writes to anything but writeback are ignored', () => {
+    const { guest, blk } = rig();
+    const before = guest.config(0, blk.configSize);
+    guest.transport.writeConfig(0, new Uint8Array(blk.configSize).fill(0x5a));
+    const after = guest.config(0, blk.configSize);
+    for (let i = 0; i < blk.configSize; i++) if (i !== BlkConfigOffset.writeback) expect(after.getUint8(i), `byte ${i}`).toBe(before.getUint8(i));
+  });
+
+  it('ring features are configurable per disk', () => {
+    const { blk } = rig({ device: { ringFeatures: featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_EVENT_IDX) } });
+    expect(blk.deviceFeatures & BLK_RING_FEATURES).toBe(featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_EVENT_IDX));
+    expect(rig().blk.deviceFeatures & BLK_RING_FEATURES).toBe(BLK_RING_FEATURES);
+    expect(() => rig({ device: { ringFeatures: featureBit(VIRTIO_F_EVENT_IDX) } })).toThrow(/VERSION_1/);
+  });
+});
