@@ -88,6 +88,20 @@ export class MsixTable {
     return vector < this.vectors && ((this.pba[vector >>> 5] as number) & (1 << (vector & 31))) !== 0;
   }
 
+  /** The table and pending bits, as dwords. */
+  save(): { readonly table: readonly number[]; readonly pba: readonly number[] } {
+    return { table: [...this.table], pba: [...this.pba] };
+  }
+
+  /** Loads a {@link save}d table; Message Control and bus mastering are set separately. */
+  load(saved: { readonly table: readonly number[]; readonly pba: readonly number[] }): void {
+    if (saved.table.length !== this.table.length || saved.pba.length !== this.pba.length) {
+      throw new RangeError(`MSI-X snapshot of ${saved.table.length / 4} vectors restored into a table of ${this.vectors}`);
+    }
+    this.table.set(saved.table);
+    this.pba.set(saved.pba);
+  }
+
   /** A dword read of the table at a checked, 4-aligned `offset`. */
   readTable(offset: number): number {
     return this.table[offset >>> 2] as number;

@@ -5,6 +5,7 @@ import {
   featureBit,
   type GuestMemory,
   type SharedMemoryRegionSpec,
+  type VirtioCoreSnapshot,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { Bar, isPowerOfTwo, type PciBar } from './bar.js';
@@ -27,7 +28,7 @@ import {
   VirtioPciCapField,
 } from './constants.js';
 import { readDeviceConfig, writeDeviceConfig } from './device-config.js';
-import { VirtioFunctionState, type PciViolations } from './function-state.js';
+import { VirtioFunctionState, type FunctionStateSnapshot, type PciViolations } from './function-state.js';
 import { pciClassCode, pciDeviceId } from './identity.js';
 import { legacyHeaderSize, readLegacy, writeLegacy } from './legacy-io.js';
 import { MsixTable, type MsiSink } from './msix.js';
@@ -76,6 +77,20 @@ export interface PciTransportOptions {
   readonly sharedMemory?: ReadonlyMap<number, Uint8Array>;
   /** Diagnostics for guest errors. */
   readonly log?: (message: string) => void;
+}
+
+/** A saved function: configuration space, BARs, MSI-X table, the virtio registers and the status machine (with the device). */
+export interface PciTransportSnapshot {
+  /** Configuration space bytes. */
+  readonly config: readonly number[];
+  /** Each BAR's registers (low, high), in the order of {@link PciTransport.bars}. */
+  readonly bars: readonly (readonly [number, number])[];
+  /** The MSI-X table and pending bits, as dwords. */
+  readonly msix: { readonly table: readonly number[]; readonly pba: readonly number[] } | undefined;
+  /** Selectors, vectors, ISR status and generation. */
+  readonly registers: FunctionStateSnapshot;
+  /** The status machine, queues and device. */
+  readonly core: VirtioCoreSnapshot;
 }
 
 /** Where available buffer notifications are written, so a VMM can register ioeventfds instead of trapping. */
@@ -423,6 +438,49 @@ export class PciTransport {
   /** Whether MSI-X vector `vector`'s pending bit is set. */
   msixPending(vector: number): boolean {
     return this.msix?.pending(vector) ?? false;
+  }
+
+  /**
+   * Saves the function for pause/resume or migration. Only while no request
+   * is in flight (see `VirtioCore.snapshot`).
+   */
+  snapshot(): PciTransportSnapshot {
+    return {
+      config: [...this.config.bytes],
+      bars: this.barList.map((bar) => [bar.read(0), bar.read(1)] as const),
+      msix: this.msix?.save(),
+      registers: this.state.snapshot(),
+      core: this.core.snapshot(),
+    };
+  }
+
+  /**
+   * Restores a {@link snapshot} taken from a function built with the same
+   * options: BAR listeners hear where the BARs are, pending MSI-X messages
+   * that are no longer masked are sent, and INTx is driven again. Throws if the
+   * snapshot does not fit this function.
+   */
+  restore(snapshot: PciTransportSnapshot): void {
+    if (snapshot.config.length !== this.config.size || snapshot.bars.length !== this.barList.length || (snapshot.msix === undefined) !== (this.msix === undefined)) {
+      throw new RangeError('the snapshot is of a PCI function with a different layout; build the transport with the same options');
+    }
+    this.config.bytes.set(snapshot.config);
+    this.barList.forEach((bar, i) => {
+      const [low, high] = snapshot.bars[i] as readonly [number, number];
+      bar.write(0, low);
+      bar.write(1, high);
+      for (let r = 0; r < bar.registers; r++) this.config.set(PciConfig.BASE_ADDRESS_0 + 4 * (bar.index + r), 4, bar.read(r));
+    });
+    if (this.msix !== undefined && snapshot.msix !== undefined) {
+      this.msix.load(snapshot.msix);
+      const flags = this.config.read(this.msixCap + Msix.FLAGS, 2);
+      this.msix.setBusMaster((this.config.read(PciConfig.COMMAND, 2) & PciCommand.MASTER) !== 0);
+      this.msix.setControl((flags & Msix.FLAGS_ENABLE) !== 0, (flags & Msix.FLAGS_MASKALL) !== 0);
+    }
+    this.state.restore(snapshot.registers);
+    this.core.restore(snapshot.core);
+    this.remap();
+    this.updateIntx();
   }
 
   /** PCI reset (power-on, or a VMM-initiated function reset): unprogrammed BARs, decoding off, MSI-X off, device reset. */
