@@ -11,7 +11,7 @@ import { CcwTransport, ConditionCode, diagnose500, type InterruptionResponse } f
 
 /** Guest-physical layout: [0, 64 KiB) channel I/O, a hole, then RAM for rings and buffers. */
 export const LOW = { start: 0, end: 0x10000 };
-export const RAM = { start: 0x100000, end: 0x500000 };
+export const RAM = { start: 0x100000, end: 0x200000 };
 /** Where raw programs put their CCWs and data. */
 export const PROGRAM = 0x8000;
 export const DATA = 0x9000;

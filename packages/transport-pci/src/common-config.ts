@@ -183,7 +183,7 @@ export function writeCommonConfig(state: VirtioFunctionState, offset: number, si
 
 /**
  * queue_size: 1 up to the maximum, and a power of two unless the packed layout
- * was negotiated (spec 4.1.4.3.2). A refused value is not presented back (the
+ * was negotiated (spec 4.1.4.3.2) — so a split ring never presents anything else. A refused value is not presented back (the
  * device MUST present 0 or a power of two, spec 4.1.4.3.1); the device needs a
  * reset instead, since the driver's rings no longer match the queue.
  */
@@ -194,7 +194,8 @@ function writeQueueSize(state: VirtioFunctionState, value: number): void {
     state.violations.write++;
     return;
   }
-  const packed = hasFeature(core.driverFeatures, VIRTIO_F_RING_PACKED);
+  // Until FEATURES_OK the layout is not settled, and a split ring is the stricter assumption.
+  const packed = (core.status & DeviceStatus.FEATURES_OK) !== 0 && hasFeature(core.driverFeatures, VIRTIO_F_RING_PACKED);
   if (value < 1 || value > slot.maxSize || (!packed && (value & (value - 1)) !== 0)) {
     state.violations.write++;
     core.needsReset(`queue ${state.queueSelect}: driver wrote queue_size ${value} (maximum ${slot.maxSize}, ${packed ? 'packed' : 'split'} ring)`);

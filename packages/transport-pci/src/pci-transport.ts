@@ -231,6 +231,9 @@ export class PciTransport {
     const subsystemId = transitional ? device.deviceType : (options.subsystemId ?? 0x1100);
     if (!transitional && (subsystemId < 0x40 || subsystemId > 0xffff)) throw new RangeError(`subsystemId 0x${subsystemId.toString(16)} must be 0x40..0xffff (spec 4.1.2.1)`);
     c.set(PciConfig.SUBSYSTEM_ID, 2, subsystemId);
+    for (const bar of bars) {
+      for (let r = 0; r < bar.registers; r++) c.set(PciConfig.BASE_ADDRESS_0 + 4 * (bar.index + r), 4, bar.read(r));
+    }
     c.allowWrite(PciConfig.INTERRUPT_LINE, 1, 0xff);
     c.set(PciConfig.INTERRUPT_PIN, 1, this.intx === undefined ? 0 : 1);
 

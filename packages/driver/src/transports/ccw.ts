@@ -50,7 +50,7 @@ export interface CcwHypercallRegisters {
 export interface CcwDriverTransportOptions {
   /**
    * Where the driver puts its channel programs, their data and its indicators
-   * (a few KiB). Must lie below 2 GiB: CCW data addresses are 31 bits.
+   * (under 400 bytes). Must lie below 2 GiB: CCW data addresses are 31 bits.
    */
   readonly allocator: GuestAllocator;
   /** The subchannel ID word, passed in GPR 2 of DIAGNOSE 0x500. */
@@ -95,8 +95,8 @@ const KVM_S390_VIRTIO_CCW_NOTIFY = 3n;
 const ADAPTER_ISC = 3;
 /** Where this driver's queue bits start in its indicator area: not at a byte boundary, to exercise bit numbering. */
 const ADAPTER_FIRST_BIT = 5;
-/** The largest configuration space the driver handles, and the size of its data area. */
-const DATA_SIZE = 4096;
+/** The largest configuration space the driver handles, and the size of its data area (Linux's VIRTIO_CCW_CONFIG_SIZE). */
+const DATA_SIZE = 256;
 /** Queues probed with READ_VQ_CONF (QEMU's VIRTIO_QUEUE_MAX). */
 const MAX_QUEUES = 1024;
 const WORD_LIMIT = 2 ** 31;
@@ -381,12 +381,14 @@ export class CcwDriverTransport implements DriverTransport {
 
   /** Classic queue indicators (if registered) and the configuration indicator; each bit is cleared before it is acted on. */
   private scanClassic(): void {
-    if (this.indicators === 'classic') {
+    if (this.indicators === undefined) return;
+    if (this.indicators === 'classic' && this.memory.getU64(this.queueIndicators) !== 0n) {
       for (let bit = 0; bit < 64; bit++) {
+        // Bit n of the big-endian u64 is in byte 7 - n/8.
         if (takeBit(this.memory, this.queueIndicators + 7 - (bit >> 3), 1 << (bit & 7))) this.handler({ kind: 'queue', index: bit });
       }
     }
-    if (this.indicators !== undefined && takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
+    if (takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
   }
 
   /** spec 4.3.3.1.2.2: the summary indicator is cleared before the queue indicators are processed. */
