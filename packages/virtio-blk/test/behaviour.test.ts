@@ -4,6 +4,7 @@ import {
   VIRTIO_BLK_F_CONFIG_WCE,
   VIRTIO_BLK_F_FLUSH,
   VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_S_IOERR,
   VIRTIO_BLK_S_OK,
   VIRTIO_BLK_T_FLUSH,
   VIRTIO_BLK_T_IN,
@@ -240,6 +241,23 @@ describe('write-back cache (spec 5.2.6.2)', () => {
     expect(blk.writeback).toBe(true);
     BlkGuest.start(guest.transport);
     expect(blk.writeback).toBe(false);
+  });
+});
+
+describe('capacity (spec 5.2.6.3: the device may change it and then notifies)', () => {
+  it('resize(bytes) grows or shrinks the image; capacity and the config interrupt follow; an unchanged size is silent', async () => {
+    const { guest, blk, backend } = rig({ sectors: 16 });
+    await blk.resize(32 * 512);
+    expect(backend.size).toBe(32 * 512);
+    expect(guest.config(BlkConfigOffset.capacity, 8).getBigUint64(0, true)).toBe(32n);
+    expect(guest.interrupts.config).toBe(1);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 31, inLen: 512 })).status).toBe(VIRTIO_BLK_S_OK);
+    await blk.resize(32 * 512 + 100);
+    expect(guest.interrupts.config).toBe(1);
+    await blk.resize(8 * 512);
+    expect(blk.capacity).toBe(8);
+    expect(guest.interrupts.config).toBe(2);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 8, inLen: 512 })).status).toBe(VIRTIO_BLK_S_IOERR);
   });
 });
 
