@@ -178,6 +178,9 @@ describe('I/O through the device on a file image', () => {
     const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1500, inLen: 4096 });
     expect(c.status).toBe(VIRTIO_BLK_S_IOERR);
     expect(c.len).toBe(4097);
+    // Across the new end: a short read, resumed, then the end of the file.
+    const across = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1020, inLen: 4096, writableCuts: [1024] });
+    expect(across.status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 })).status).toBe(VIRTIO_BLK_S_OK);
   });
 
