@@ -1,4 +1,4 @@
-import { LoopbackDevice, MmioDriverTransport, type InterruptCause, type TransportFactory } from '@virtio-ts/driver';
+import { LoopbackDevice, MmioDriverTransport, type TransportFactory } from '@virtio-ts/driver';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { MmioTransport, type MmioTransportOptions } from '../src/index.js';
 
@@ -19,19 +19,16 @@ export const IRQ = 5;
 export interface Rig {
   readonly memory: GuestMemory;
   readonly transport: MmioTransport;
-  /** The guest side: `@virtio-ts/driver`'s MMIO backend. A VirtioDriver built on it takes over its interrupts. */
+  /** The guest side: `@virtio-ts/driver`'s MMIO backend, for register-level steps or a VirtioDriver on top. */
   readonly driver: MmioDriverTransport;
   /** Every level the line was driven to, in order. */
   readonly line: boolean[];
-  /** Every interrupt cause the backend reported, until a VirtioDriver takes the interrupts over. */
-  readonly interrupts: InterruptCause[];
 }
 
 /** Puts `device` behind a version 2 MmioTransport and connects the driver backend to its registers and line. */
 export function connect(device: VirtioDevice = new LoopbackDevice(), options: Partial<MmioTransportOptions> = {}): Rig {
   const memory = options.memory ?? testMemory();
   const line: boolean[] = [];
-  const interrupts: InterruptCause[] = [];
   const transport = new MmioTransport({
     device,
     memory,
@@ -47,8 +44,7 @@ export function connect(device: VirtioDevice = new LoopbackDevice(), options: Pa
   });
   // The line only moves once the guest has programmed the device, after `driver` exists.
   const driver = new MmioDriverTransport(transport, memory);
-  driver.onInterrupt((cause) => interrupts.push(cause));
-  return { memory, transport, driver, line, interrupts };
+  return { memory, transport, driver, line };
 }
 
 /** MMIO for suites that run over several transports, such as the conformance suite. */
