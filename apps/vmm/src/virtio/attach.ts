@@ -20,8 +20,8 @@ export type AttachedDevice =
  * notifications do not exit to the VMM. Notification data is not carried
  * (it would change the value the ioeventfds match on).
  */
-export function attachMmio(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
-  const slot = machine.reserveMmioSlot();
+export function attachMmio(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void, base?: number): AttachedDevice {
+  const slot = machine.reserveMmioSlot(base);
   const transport = new MmioTransport({
     device,
     memory: machine.memory,
@@ -114,7 +114,14 @@ export function attachPci(machine: Machine, device: VirtioDevice, name: string, 
   return { kind: 'pci', transport, name, slot };
 }
 
-/** Attaches `device` on the transport `kind`. */
-export function attachVirtio(machine: Machine, kind: TransportKind, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
-  return kind === 'mmio' ? attachMmio(machine, device, name, log) : attachPci(machine, device, name, log);
+/** Attaches `device` on the transport `kind` (an MMIO device at `mmioBase` when given). */
+export function attachVirtio(
+  machine: Machine,
+  kind: TransportKind,
+  device: VirtioDevice,
+  name: string,
+  log?: (message: string) => void,
+  mmioBase?: number,
+): AttachedDevice {
+  return kind === 'mmio' ? attachMmio(machine, device, name, log, mmioBase) : attachPci(machine, device, name, log);
 }

@@ -192,9 +192,7 @@ export function boundsConfigAccess<D extends VirtioDevice>(): Check<D> {
         [size, 2],
         [size, 4],
         [size, 8],
-        [size + 0x40, 4],
-        [0xff0, 4],
-        [0xfff0, 4],
+        [size + 4, 4],
       ];
       for (const [offset, len] of outsideSpace) {
         expect([...r.driver.readConfig(offset, len)], `read of ${len} bytes at ${offset}`).toEqual(new Array<number>(len).fill(0));
