@@ -114,9 +114,7 @@ async function memoryOverhead(): Promise<void> {
   machine.memory.write(CODE, a.assemble());
   machine.start();
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  const ram = machine.memory.regions[0];
-  const host = ram === undefined ? undefined : (machine as unknown as { ram: { hostAddress: bigint } }).ram.hostAddress;
-  const after = rssOf(host);
+  const after = rssOf(machine.ram.hostAddress);
   await machine.stop();
   report('node-baseline-rss', before / 2 ** 20, 'MiB');
   report('guest-ram-resident', after.mapping / 2 ** 20, 'MiB');
