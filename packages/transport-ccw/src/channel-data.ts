@@ -26,6 +26,8 @@ export class ChannelData {
   flags = 0;
   /** Why the last failed check failed: {@link COMMAND_REJECT} or {@link PROGRAM_CHECK}. */
   failure = PROGRAM_CHECK;
+  /** The count was shorter than the input the command needs: an incorrect length unless SLI suppresses it. */
+  short = false;
   private guest = new GuestMemory([]);
   private readonly scratch = new DataView(new ArrayBuffer(8));
 
@@ -35,6 +37,7 @@ export class ChannelData {
     this.address = address;
     this.count = count;
     this.flags = flags;
+    this.short = false;
   }
 
   /** The driver suppressed incorrect-length indication (SLI). */
@@ -44,13 +47,15 @@ export class ChannelData {
 
   /**
    * Checks that the driver supplied `length` bytes of input. A shorter count
-   * cannot be executed, with or without SLI (spec 4.3.1: "MUST present a check
-   * condition"): the command is rejected. Input outside guest memory is a
-   * channel program check.
+   * cannot be executed, with or without SLI (spec 4.3.1.3: "MUST present a
+   * check condition"): the command is rejected, and without SLI the length is
+   * also indicated as incorrect. Input outside guest memory is a channel
+   * program check.
    */
   require(length: number): boolean {
     if (this.count < length) {
       this.failure = COMMAND_REJECT;
+      this.short = true;
       return false;
     }
     return this.inMemory(0, length, 'read');

@@ -89,7 +89,7 @@ function ring(packed = false) {
 }
 
 describe('SET_VIRTIO_REV (spec 4.3.2.1)', () => {
-  it('a non-transitional device rejects virtio commands before a revision is set (legacy drivers, spec 4.3.2.1.2)', () => {
+  it('a non-transitional device rejects virtio commands before a revision is set (legacy drivers, spec 4.3.2.1.3)', () => {
     const rig = transportRig();
     expect(rejected(command(rig, CcwCommand.READ_FEAT, 5))).toBe(true);
     expect(rejected(writeStatus(rig, ACKNOWLEDGE))).toBe(true);

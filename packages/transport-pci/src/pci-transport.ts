@@ -5,6 +5,7 @@ import {
   featureBit,
   type GuestMemory,
   type SharedMemoryRegionSpec,
+  type VirtioCoreSnapshot,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { Bar, isPowerOfTwo, type PciBar } from './bar.js';
@@ -20,6 +21,7 @@ import {
   PciCommand,
   PciConfig,
   PciExpress,
+  PciPm,
   PciStatus,
   VIRTIO_MSI_NO_VECTOR,
   VIRTIO_PCI_VENDOR_ID,
@@ -27,7 +29,7 @@ import {
   VirtioPciCapField,
 } from './constants.js';
 import { readDeviceConfig, writeDeviceConfig } from './device-config.js';
-import { VirtioFunctionState, type PciViolations } from './function-state.js';
+import { VirtioFunctionState, type FunctionStateSnapshot, type PciViolations } from './function-state.js';
 import { pciClassCode, pciDeviceId } from './identity.js';
 import { legacyHeaderSize, readLegacy, writeLegacy } from './legacy-io.js';
 import { MsixTable, type MsiSink } from './msix.js';
@@ -56,7 +58,11 @@ export interface PciTransportOptions {
    * Only the device types in the spec's table have one.
    */
   readonly transitional?: boolean;
-  /** A PCI Express function (a Root Complex Integrated Endpoint) with 4 KiB of configuration space. Default false. */
+  /**
+   * A PCI Express function (a Root Complex Integrated Endpoint) with 4 KiB of
+   * configuration space and the Power Management capability PCI Express
+   * requires. Default false.
+   */
   readonly express?: boolean;
   /** notify_off_multiplier: 0 (one address for every queue) or a power of two of at least 4. Default 4. */
   readonly notifyOffMultiplier?: number;
@@ -76,6 +82,20 @@ export interface PciTransportOptions {
   readonly sharedMemory?: ReadonlyMap<number, Uint8Array>;
   /** Diagnostics for guest errors. */
   readonly log?: (message: string) => void;
+}
+
+/** A saved function: configuration space, BARs, MSI-X table, the virtio registers and the status machine (with the device). */
+export interface PciTransportSnapshot {
+  /** Configuration space bytes. */
+  readonly config: readonly number[];
+  /** Each BAR's registers (low, high), in the order of {@link PciTransport.bars}. */
+  readonly bars: readonly (readonly [number, number])[];
+  /** The MSI-X table and pending bits, as dwords. */
+  readonly msix: { readonly table: readonly number[]; readonly pba: readonly number[] } | undefined;
+  /** Selectors, vectors, ISR status and generation. */
+  readonly registers: FunctionStateSnapshot;
+  /** The status machine, queues and device. */
+  readonly core: VirtioCoreSnapshot;
 }
 
 /** Where available buffer notifications are written, so a VMM can register ioeventfds instead of trapping. */
@@ -144,6 +164,7 @@ export class PciTransport {
   private readonly barByRegister: (Bar | undefined)[] = [];
   private readonly msix: MsixTable | undefined;
   private readonly msixCap: number;
+  private readonly pmCap: number;
   private readonly pciCfgCap: number;
   private readonly pbaOffset: number;
   private readonly notifyOffset: number;
@@ -231,6 +252,9 @@ export class PciTransport {
     const subsystemId = transitional ? device.deviceType : (options.subsystemId ?? 0x1100);
     if (!transitional && (subsystemId < 0x40 || subsystemId > 0xffff)) throw new RangeError(`subsystemId 0x${subsystemId.toString(16)} must be 0x40..0xffff (spec 4.1.2.1)`);
     c.set(PciConfig.SUBSYSTEM_ID, 2, subsystemId);
+    for (const bar of bars) {
+      for (let r = 0; r < bar.registers; r++) c.set(PciConfig.BASE_ADDRESS_0 + 4 * (bar.index + r), 4, bar.read(r));
+    }
     c.allowWrite(PciConfig.INTERRUPT_LINE, 1, 0xff);
     c.set(PciConfig.INTERRUPT_PIN, 1, this.intx === undefined ? 0 : 1);
 
@@ -259,7 +283,12 @@ export class PciTransport {
       c.set(this.msixCap + Msix.TABLE, 4, PciBarIndex.MSIX);
       c.set(this.msixCap + Msix.PBA, 4, this.pbaOffset | PciBarIndex.MSIX);
     }
+    this.pmCap = 0;
     if (options.express === true) {
+      this.pmCap = c.addCapability(PciCapabilityId.POWER_MANAGEMENT, PciPm.CAP_SIZE);
+      c.set(this.pmCap + PciPm.PMC, 2, PciPm.PMC_VERSION_3);
+      c.set(this.pmCap + PciPm.CTRL, 2, PciPm.CTRL_NO_SOFT_RESET);
+      c.allowWrite(this.pmCap + PciPm.CTRL, 2, PciPm.CTRL_STATE_MASK);
       const express = c.addCapability(PciCapabilityId.EXPRESS, PciExpress.CAP_SIZE_V2);
       c.set(express + PciExpress.FLAGS, 2, PciExpress.FLAGS_VERSION_2 | PciExpress.FLAGS_TYPE_RC_END);
       c.set(express + PciExpress.DEVCAP, 4, PciExpress.DEVCAP_RBER);
@@ -315,9 +344,11 @@ export class PciTransport {
     }
     const command = this.config.read(PciConfig.COMMAND, 2);
     const msixFlags = this.msix === undefined ? 0 : this.config.read(this.msixCap + Msix.FLAGS, 2);
+    const powerState = this.powerState();
     this.config.write(offset, size, value);
     const newCommand = this.config.read(PciConfig.COMMAND, 2);
     if (newCommand !== command) this.commandChanged(command, newCommand);
+    if (this.powerState() !== powerState) this.powerStateChanged(powerState);
     if (this.msix !== undefined) {
       const flags = this.config.read(this.msixCap + Msix.FLAGS, 2);
       if (flags !== msixFlags) {
@@ -407,10 +438,10 @@ export class PciTransport {
   /**
    * An available buffer notification for queue `index`, as a notify register
    * write delivers it: the path for a VMM's ioeventfd handler. Ignored and
-   * counted while bus mastering is off: the function does no DMA then.
+   * counted while bus mastering is off or the function is in D3hot: it does no DMA then.
    */
   notify(index: number, data?: number): void {
-    if ((this.config.read(PciConfig.COMMAND, 2) & PciCommand.MASTER) === 0) {
+    if (!this.writesAllowed()) {
       this.violations.dma++;
       return;
     }
@@ -420,6 +451,49 @@ export class PciTransport {
   /** Whether MSI-X vector `vector`'s pending bit is set. */
   msixPending(vector: number): boolean {
     return this.msix?.pending(vector) ?? false;
+  }
+
+  /**
+   * Saves the function for pause/resume or migration. Only while no request
+   * is in flight (see `VirtioCore.snapshot`).
+   */
+  snapshot(): PciTransportSnapshot {
+    return {
+      config: [...this.config.bytes],
+      bars: this.barList.map((bar) => [bar.read(0), bar.read(1)] as const),
+      msix: this.msix?.save(),
+      registers: this.state.snapshot(),
+      core: this.core.snapshot(),
+    };
+  }
+
+  /**
+   * Restores a {@link snapshot} taken from a function built with the same
+   * options: BAR listeners hear where the BARs are, pending MSI-X messages
+   * that are no longer masked are sent, and INTx is driven again. Throws if the
+   * snapshot does not fit this function.
+   */
+  restore(snapshot: PciTransportSnapshot): void {
+    if (snapshot.config.length !== this.config.size || snapshot.bars.length !== this.barList.length || (snapshot.msix === undefined) !== (this.msix === undefined)) {
+      throw new RangeError('the snapshot is of a PCI function with a different layout; build the transport with the same options');
+    }
+    this.config.bytes.set(snapshot.config);
+    this.barList.forEach((bar, i) => {
+      const [low, high] = snapshot.bars[i] as readonly [number, number];
+      bar.write(0, low);
+      bar.write(1, high);
+      for (let r = 0; r < bar.registers; r++) this.config.set(PciConfig.BASE_ADDRESS_0 + 4 * (bar.index + r), 4, bar.read(r));
+    });
+    if (this.msix !== undefined && snapshot.msix !== undefined) {
+      this.msix.load(snapshot.msix);
+      const flags = this.config.read(this.msixCap + Msix.FLAGS, 2);
+      this.msix.setWritesAllowed(this.writesAllowed());
+      this.msix.setControl((flags & Msix.FLAGS_ENABLE) !== 0, (flags & Msix.FLAGS_MASKALL) !== 0);
+    }
+    this.state.restore(snapshot.registers);
+    this.core.restore(snapshot.core);
+    this.remap();
+    this.updateIntx();
   }
 
   /** PCI reset (power-on, or a VMM-initiated function reset): unprogrammed BARs, decoding off, MSI-X off, device reset. */
@@ -460,15 +534,45 @@ export class PciTransport {
   private commandChanged(before: number, after: number): void {
     const flipped = before ^ after;
     if ((flipped & (PciCommand.IO | PciCommand.MEMORY)) !== 0) this.remap();
-    if ((flipped & PciCommand.MASTER) !== 0) this.msix?.setBusMaster((after & PciCommand.MASTER) !== 0);
+    if ((flipped & PciCommand.MASTER) !== 0) this.msix?.setWritesAllowed(this.writesAllowed());
     if ((flipped & PciCommand.INTX_DISABLE) !== 0) this.updateIntx();
+  }
+
+  /** The D-state in PMCSR (0 = D0); always D0 without the Power Management capability. */
+  private powerState(): number {
+    return this.pmCap === 0 ? 0 : this.config.read(this.pmCap + PciPm.CTRL, 2) & PciPm.CTRL_STATE_MASK;
+  }
+
+  /**
+   * The driver moved the function between D0 and D3hot ([PCI-PM] 5.4): in
+   * D3hot it decodes no BARs, writes no memory and raises no interrupt; with
+   * No_Soft_Reset back in D0 it carries on where it was. D1 and D2 are not
+   * supported, so writes of them are ignored.
+   */
+  private powerStateChanged(previous: number): void {
+    const state = this.powerState();
+    if (state !== 0 && state !== PciPm.CTRL_STATE_D3HOT) {
+      const control = this.config.read(this.pmCap + PciPm.CTRL, 2);
+      this.config.set(this.pmCap + PciPm.CTRL, 2, (control & ~PciPm.CTRL_STATE_MASK) | previous);
+      this.violations.write++;
+      return;
+    }
+    this.remap();
+    this.msix?.setWritesAllowed(this.writesAllowed());
+    this.updateIntx();
+  }
+
+  /** Bus mastering on and the function powered: it may write guest memory (DMA, MSI messages). */
+  private writesAllowed(): boolean {
+    return (this.config.read(PciConfig.COMMAND, 2) & PciCommand.MASTER) !== 0 && this.powerState() === 0;
   }
 
   /** Recomputes which BARs the function decodes, and where; tells listeners about changes. */
   private remap(): void {
     const command = this.config.read(PciConfig.COMMAND, 2);
+    const powered = this.powerState() === 0;
     for (const bar of this.barList) {
-      const enabled = (command & (bar.kind === 'io' ? PciCommand.IO : PciCommand.MEMORY)) !== 0;
+      const enabled = powered && (command & (bar.kind === 'io' ? PciCommand.IO : PciCommand.MEMORY)) !== 0;
       const address = enabled ? bar.programmedAddress() : undefined;
       if (address === bar.address) continue;
       const previous = bar.address;
@@ -649,7 +753,7 @@ export class PciTransport {
     const pending = this.state.isr !== 0 && this.msix?.enabled !== true;
     const status = this.config.read(PciConfig.STATUS, 2);
     this.config.set(PciConfig.STATUS, 2, pending ? status | PciStatus.INTERRUPT : status & ~PciStatus.INTERRUPT);
-    const level = pending && (this.config.read(PciConfig.COMMAND, 2) & PciCommand.INTX_DISABLE) === 0;
+    const level = pending && (this.config.read(PciConfig.COMMAND, 2) & PciCommand.INTX_DISABLE) === 0 && this.powerState() === 0;
     if (level === this.intxLevel) return;
     this.intxLevel = level;
     this.intx?.set(level);

@@ -184,3 +184,35 @@ describe('INTx and the ISR status (spec 4.1.4.5)', () => {
     expect(messages.at(-1)?.data).toBe(0);
   });
 });
+
+describe('power management of a PCI Express function ([PCI-PM] 5.4)', () => {
+  it('in D3hot the function decodes nothing, notifications are refused and messages wait; back in D0 it carries on', () => {
+    const wired = wire(new LoopbackDevice(), { express: true });
+    const { fn, messages } = wired;
+    const guest = bringUp(wired.driver, wired.memory, ALL);
+    wired.messages.length = 0;
+    let pm = fn.configRead(PciConfig.CAPABILITY_LIST, 1);
+    while (fn.configRead(pm, 1) !== 0x01) pm = fn.configRead(pm + 1, 1);
+    const virtio = fn.bars.find((b) => b.index === PciBarIndex.VIRTIO)?.address as number;
+    const unmapped: number[] = [];
+    fn.onBarChange((b) => b.address === undefined && unmapped.push(b.index));
+    fn.configWrite(pm + 4, 2, 3);
+    expect(unmapped).toEqual([PciBarIndex.MSIX, PciBarIndex.VIRTIO]);
+    expect(fn.mmioRead(virtio + CommonCfg.DEVICE_STATUS, 1)).toBeUndefined();
+    fn.notify(0);
+    expect(fn.violations.dma).toBe(1);
+    fn.core.configChanged();
+    expect(messages).toEqual([]);
+    expect(fn.msixPending(0)).toBe(true);
+    // D1 and D2 are not supported: the write is refused.
+    fn.configWrite(pm + 4, 2, 1);
+    expect(fn.configRead(pm + 4, 2) & 3).toBe(3);
+    fn.configWrite(pm + 4, 2, 0);
+    expect(messages).toEqual([{ address: 0xfee0_0000, data: 0 }]);
+    expect(fn.core.driverOk).toBe(true);
+    const queue = guest.queues[0];
+    if (queue === undefined) throw new Error('no queue');
+    const { id } = request(guest, queue, new Uint8Array([9]), 1);
+    expect(queue.ring.takeUsed()).toEqual({ id, len: 1 });
+  });
+});

@@ -4,8 +4,9 @@
  * (the ceiling for a device written in Node). 4 KiB random reads and writes
  * and 1 MiB sequential reads and writes, at queue depth 1 and 32.
  *
- * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS and
- * MB/s for the device and for plain I/O, and the device/plain ratio.
+ * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS,
+ * MB/s and process CPU time per operation for the device and for plain I/O,
+ * and the device/plain ratio.
  * Usage: pnpm bench [-- --quick] [--only <case>]
  */
 import { read, write } from 'node:fs';
@@ -65,11 +66,18 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-/** Runs `depth` workers issuing `op` until the time is up; returns operations per second. */
-async function measure(depth: number, op: (worker: number) => Promise<void>): Promise<number> {
+/** Operations per second, and CPU time (all threads of the process) per operation in microseconds. */
+interface Rate {
+  readonly perSecond: number;
+  readonly cpuMicros: number;
+}
+
+/** Runs `depth` workers issuing `op` until the time is up. */
+async function measure(depth: number, op: (worker: number) => Promise<void>): Promise<Rate> {
   const deadline = performance.now() + SECONDS * 1000;
   let done = 0;
   const start = performance.now();
+  const cpu = process.cpuUsage();
   await Promise.all(
     Array.from({ length: depth }, async (_, worker) => {
       while (performance.now() < deadline) {
@@ -78,11 +86,12 @@ async function measure(depth: number, op: (worker: number) => Promise<void>): Pr
       }
     }),
   );
-  return done / ((performance.now() - start) / 1000);
+  const used = process.cpuUsage(cpu);
+  return { perSecond: done / ((performance.now() - start) / 1000), cpuMicros: (used.user + used.system) / done };
 }
 
 /** Plain positional I/O on the file: Node's fastest path, fs.read / fs.write on the descriptor. */
-async function plain(handle: FileHandle, c: Case): Promise<number> {
+async function plain(handle: FileHandle, c: Case): Promise<Rate> {
   const buffers = Array.from({ length: c.depth }, () => new Uint8Array(c.blockBytes).fill(0x3c));
   const next = offsets(c);
   const fd = handle.fd;
@@ -97,7 +106,7 @@ async function plain(handle: FileHandle, c: Case): Promise<number> {
   });
 }
 
-async function device(guest: BlkGuest, c: Case): Promise<number> {
+async function device(guest: BlkGuest, c: Case): Promise<Rate> {
   const memory = guest.transport.memory;
   // Each worker owns a header, a data buffer and a status byte, placed once (as a guest driver's request pool is).
   let cursor = 2 * MiB;
@@ -143,22 +152,22 @@ try {
   const handle = await open(path, 'r+');
   for (const c of cases.filter((k) => !process.argv.includes('--only') || k.name === only)) {
     // Plain I/O, then the device, on the same offsets: both see the same page-cache state.
-    const bases: number[] = [];
-    const devs: number[] = [];
-    const ratios: number[] = [];
+    const bases: Rate[] = [];
+    const devs: Rate[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       bases.push(await plain(handle, c));
       devs.push(await device(guest, c));
-      ratios.push((devs.at(-1) as number) / (bases.at(-1) as number));
     }
-    const base = median(bases);
-    const dev = median(devs);
+    const base = median(bases.map((r) => r.perSecond));
+    const dev = median(devs.map((r) => r.perSecond));
     const mbs = (iops: number): number => (iops * c.blockBytes) / 1e6;
     report(c.name, dev, 'IOPS');
     report(c.name, mbs(dev), 'MB/s', 1);
+    report(`${c.name}-cpu`, median(devs.map((r) => r.cpuMicros)), 'us/op', 1);
     report(`${c.name}-plain`, base, 'IOPS');
     report(`${c.name}-plain`, mbs(base), 'MB/s', 1);
-    report(`${c.name}-ratio`, median(ratios), 'x', 2);
+    report(`${c.name}-plain-cpu`, median(bases.map((r) => r.cpuMicros)), 'us/op', 1);
+    report(`${c.name}-ratio`, median(devs.map((r, i) => r.perSecond / (bases[i] as Rate).perSecond)), 'x', 2);
   }
   await handle.close();
   await backend.close();

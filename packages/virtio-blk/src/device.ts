@@ -29,6 +29,14 @@ import { Disk } from './disk.js';
 import { resolveOptions, type ResolvedBlkOptions, type VirtioBlkOptions } from './options.js';
 import { RequestQueue } from './request-queue.js';
 
+/** What {@link VirtioBlk.snapshot} saves. */
+export interface BlkSnapshot {
+  /** The `writeback` field. */
+  readonly writeback: boolean;
+  /** Negotiated features in hex, or null before negotiation. */
+  readonly features: string | null;
+}
+
 /**
  * A virtio block device (spec 5.2) over a {@link BlockBackend}. Implements
  * VirtioDevice, so any transport carries it. Requests run concurrently and
@@ -73,11 +81,6 @@ export class VirtioBlk implements VirtioDevice {
   /** The cache mode: true for write-back, false for write-through (the `writeback` field). */
   get writeback(): boolean {
     return this.disk.config.writeback;
-  }
-
-  /** Backend operations started and not yet settled, across all queues. */
-  get pendingIo(): number {
-    return this.inFlight;
   }
 
   attach(host: DeviceHost): void {
@@ -127,6 +130,21 @@ export class VirtioBlk implements VirtioDevice {
 
   enableQueue(index: number, queue: Virtqueue): void {
     this.serve(index, queue);
+  }
+
+  /** The state a reset would lose: the cache mode and the negotiated features. Taken while no request is in flight. */
+  snapshot(): BlkSnapshot {
+    return { writeback: this.disk.config.writeback, features: this.disk.features?.toString(16) ?? null };
+  }
+
+  /** Restores a {@link BlkSnapshot} into a reset device, before activation. Throws on a malformed state. */
+  restore(state: unknown): void {
+    const s = state as Partial<BlkSnapshot> | null;
+    if (typeof s !== 'object' || s === null || typeof s.writeback !== 'boolean' || (s.features !== null && (typeof s.features !== 'string' || !/^[0-9a-f]{1,32}$/.test(s.features)))) {
+      throw new Error('virtio-blk: malformed snapshot');
+    }
+    if (s.features !== null) this.disk.negotiate(BigInt(`0x${s.features}`));
+    this.disk.config.writeback = s.writeback;
   }
 
   /**

@@ -2,11 +2,18 @@ import { ChainFault, type DescriptorChain, type Virtqueue } from '@virtio-ts/vir
 import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK } from './constants.js';
 import { startRequest, type DiskState } from './request.js';
 
-/** Runs `callback` in a later turn of the event loop, after pending I/O: setImmediate in Node, a timer elsewhere. */
-const later: (callback: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
-    ? (callback) => (globalThis as unknown as { setImmediate: (cb: () => void) => void }).setImmediate(callback)
-    : (callback) => setTimeout(callback, 0);
+const setImmediateFn = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+
+/**
+ * Runs `callback` once the I/O completions at hand have been delivered. In
+ * Node, setImmediate: the check phase follows the poll phase, which delivers
+ * every completed operation, so a batch is one loop turn. Elsewhere (browsers,
+ * where backends complete in promise jobs) a microtask.
+ */
+const afterIo: (callback: () => void) => void = setImmediateFn === undefined ? queueMicrotask : (callback) => setImmediateFn(callback);
+
+/** Runs `callback` in a later turn of the event loop, letting other work run first. */
+const nextTurn: (callback: () => void) => void = setImmediateFn === undefined ? (callback) => setTimeout(callback, 0) : (callback) => setImmediateFn(callback);
 
 /** Counts backend operations in flight across a device's queues, for {@link RequestQueue}. */
 export interface InFlightCounter {
@@ -59,7 +66,7 @@ export class RequestQueue {
     }
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      later(this.drainNow);
+      nextTurn(this.drainNow);
     }
   }
 
@@ -112,6 +119,6 @@ export class RequestQueue {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushNow);
+    afterIo(this.flushNow);
   }
 }
