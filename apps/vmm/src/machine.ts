@@ -99,7 +99,8 @@ export class Machine {
 
   private readonly options: MachineOptions;
   private readonly kvm: Kvm;
-  private readonly ram: GuestRam;
+  /** The guest RAM mapping. */
+  readonly ram: GuestRam;
   private readonly uart: Uart16550;
   private readonly log: (message: string) => void;
   private readonly lines: InterruptLine[] = [];

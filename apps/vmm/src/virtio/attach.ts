@@ -20,7 +20,13 @@ export type AttachedDevice =
  * notifications do not exit to the VMM. Notification data is not carried
  * (it would change the value the ioeventfds match on).
  */
-export function attachMmio(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void, base?: number): AttachedDevice {
+export function attachMmio(
+  machine: Machine,
+  device: VirtioDevice,
+  name: string,
+  log?: (message: string) => void,
+  base?: number,
+): AttachedDevice & { kind: 'mmio' } {
   const slot = machine.reserveMmioSlot(base);
   const transport = new MmioTransport({
     device,
@@ -51,7 +57,7 @@ export function attachMmio(machine: Machine, device: VirtioDevice, name: string,
  * windows and ioeventfds follow every BAR change), and one ioeventfd per
  * queue on its notification address.
  */
-export function attachPci(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
+export function attachPci(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice & { kind: 'pci' } {
   const slot = machine.pci.freeSlot();
   if (slot < 0) throw new RangeError('PCI bus 0 is full');
   const transport = new PciTransport({
