@@ -18,3 +18,7 @@ export * as layout from './platform/layout.js';
 export { identifyKernel, type KernelImage } from './boot/kernel-image.js';
 export { loadLinux, type LinuxBoot, type LinuxPlatform } from './boot/linux.js';
 export { e820Map, type E820Entry } from './boot/e820.js';
+export { attachMmio, attachPci, attachVirtio, type AttachedDevice, type TransportKind } from './virtio/attach.js';
+export { runVmmCli, EXIT as VMM_EXIT, type CliIo } from './cli/run.js';
+export { DEVICES, type BuiltDevice, type DeviceFactory } from './cli/devices.js';
+export { ConfigError, parseRunArguments, parseSize, type DeviceConfig, type VmConfig } from './cli/config.js';

@@ -99,7 +99,8 @@ export class Machine {
 
   private readonly options: MachineOptions;
   private readonly kvm: Kvm;
-  private readonly ram: GuestRam;
+  /** The guest RAM mapping. */
+  readonly ram: GuestRam;
   private readonly uart: Uart16550;
   private readonly log: (message: string) => void;
   private readonly lines: InterruptLine[] = [];
@@ -166,15 +167,27 @@ export class Machine {
 
   /**
    * Reserves the next virtio-mmio slot: its register window (announced in the
-   * DSDT as an LNRO0005 device) and its level-triggered GSI. The caller
-   * registers its device on {@link mmio} at `slot.base`.
+   * DSDT as an LNRO0005 device) and its level-triggered GSI. The window is at
+   * the next free slot address, or at `base` when given (page-aligned, in the
+   * MMIO hole, outside the PCI BAR window and ECAM). The caller registers its
+   * device on {@link mmio} at `slot.base`; an overlap is refused there.
    */
-  reserveMmioSlot(): MmioSlot {
+  reserveMmioSlot(base?: number): MmioSlot {
     this.assertNotStarted();
     const index = this.mmioSlots.length;
     if (index >= L.VIRTIO_MMIO_SLOTS) throw new RangeError(`at most ${L.VIRTIO_MMIO_SLOTS} virtio-mmio devices fit`);
+    const size = L.VIRTIO_MMIO_SLOT_SIZE;
+    const address = base ?? L.VIRTIO_MMIO_START + index * size;
+    const hex = `0x${address.toString(16)}`;
+    if (!Number.isSafeInteger(address) || address % 0x1000 !== 0) throw new RangeError(`virtio-mmio address ${hex} is not page-aligned`);
+    if (address < L.MMIO_HOLE_START || address + size > L.IOAPIC_START) {
+      throw new RangeError(`virtio-mmio address ${hex} is outside the MMIO hole 0x${L.MMIO_HOLE_START.toString(16)}-0x${(L.IOAPIC_START - 1).toString(16)}`);
+    }
+    if (address < L.PCI_MMIO_START + L.PCI_MMIO_SIZE && address + size > L.PCI_MMIO_START) {
+      throw new RangeError(`virtio-mmio address ${hex} overlaps the PCI BAR window 0x${L.PCI_MMIO_START.toString(16)}-0x${(L.PCI_MMIO_START + L.PCI_MMIO_SIZE - 1).toString(16)}`);
+    }
     const gsi = L.VIRTIO_MMIO_FIRST_GSI + index;
-    const slot: MmioSlot = { base: L.VIRTIO_MMIO_START + index * L.VIRTIO_MMIO_SLOT_SIZE, size: L.VIRTIO_MMIO_SLOT_SIZE, gsi, line: this.interruptLine(gsi) };
+    const slot: MmioSlot = { base: address, size, gsi, line: this.interruptLine(gsi) };
     this.mmioSlots.push(slot);
     return slot;
   }

@@ -8,6 +8,12 @@ export interface TransportFactory {
   readonly name: string;
   /** A transport carrying `device` over `memory`, as a driver sees it. */
   create(memory: GuestMemory, device: VirtioDevice): DriverTransport;
+  /**
+   * The guest memory the driver may use for rings and buffers, when the
+   * transport's driver side keeps structures of its own in guest memory (CCW
+   * channel programs). Defaults to the driver's default window.
+   */
+  readonly driverWindow?: (memory: GuestMemory) => { readonly start: number; readonly end: number };
 }
 
 const TRANSPORT_FEATURES = featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET);

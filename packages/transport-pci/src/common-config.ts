@@ -22,7 +22,6 @@ const ADDRESS_FIELDS: Readonly<Record<number, keyof Omit<QueueConfig, 'size'>>> 
 export function readCommonConfig(state: VirtioFunctionState, offset: number, size: number, notifyOffMultiplier: number): number {
   const { core } = state;
   if (core.status === 0) core.legacy = false;
-  const slot = state.selectedQueue();
   switch (offset) {
     case CommonCfg.DEVICE_FEATURE_SELECT:
       if (size === 4) return state.deviceFeatureSelect;
@@ -55,31 +54,31 @@ export function readCommonConfig(state: VirtioFunctionState, offset: number, siz
       if (size === 2) return state.queueSelect;
       break;
     case CommonCfg.QUEUE_SIZE:
-      if (size === 2) return slot?.size ?? 0;
+      if (size === 2) return state.selectedQueue()?.size ?? 0;
       break;
     case CommonCfg.QUEUE_MSIX_VECTOR:
-      if (size === 2) return slot === undefined ? VIRTIO_MSI_NO_VECTOR : (state.queueVectors[state.queueSelect] as number);
+      if (size === 2) return state.selectedQueue() === undefined ? VIRTIO_MSI_NO_VECTOR : (state.queueVectors[state.queueSelect] as number);
       break;
     case CommonCfg.QUEUE_ENABLE:
-      if (size === 2) return slot?.enabled === true ? 1 : 0;
+      if (size === 2) return state.selectedQueue()?.enabled === true ? 1 : 0;
       break;
     case CommonCfg.QUEUE_NOTIFY_OFF:
       // Each queue has its own notify address, queue_notify_off * notify_off_multiplier (spec 4.1.4.4).
-      if (size === 2) return slot === undefined || notifyOffMultiplier === 0 ? 0 : state.queueSelect;
+      if (size === 2) return state.selectedQueue() === undefined || notifyOffMultiplier === 0 ? 0 : state.queueSelect;
       break;
     case CommonCfg.QUEUE_DESC_LO:
     case CommonCfg.QUEUE_DRIVER_LO:
     case CommonCfg.QUEUE_DEVICE_LO:
-      if (size === 4) return slot === undefined ? 0 : slot[ADDRESS_FIELDS[offset] as keyof QueueConfig] % TWO_32 >>> 0;
+      if (size === 4) return (state.selectedQueue()?.[ADDRESS_FIELDS[offset] as keyof QueueConfig] ?? 0) % TWO_32 >>> 0;
       break;
     case CommonCfg.QUEUE_DESC_HI:
     case CommonCfg.QUEUE_DRIVER_HI:
     case CommonCfg.QUEUE_DEVICE_HI:
-      if (size === 4) return slot === undefined ? 0 : Math.floor(slot[ADDRESS_FIELDS[offset] as keyof QueueConfig] / TWO_32) >>> 0;
+      if (size === 4) return Math.floor((state.selectedQueue()?.[ADDRESS_FIELDS[offset] as keyof QueueConfig] ?? 0) / TWO_32) >>> 0;
       break;
     case CommonCfg.QUEUE_NOTIF_CONFIG_DATA:
       // VIRTIO_F_NOTIF_CONFIG_DATA is never offered; the trivial value is the queue index.
-      if (size === 2) return slot === undefined ? 0 : state.queueSelect;
+      if (size === 2) return state.selectedQueue() === undefined ? 0 : state.queueSelect;
       break;
     case CommonCfg.QUEUE_RESET:
       // Queue resets complete within the write, so 1 is never observed (spec 4.1.4.3.1).

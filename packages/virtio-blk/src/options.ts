@@ -2,6 +2,7 @@ import {
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
   VIRTIO_F_VERSION_1,
@@ -59,6 +60,7 @@ export const BLK_RING_FEATURES =
   featureBit(VIRTIO_F_INDIRECT_DESC) |
   featureBit(VIRTIO_F_EVENT_IDX) |
   featureBit(VIRTIO_F_IN_ORDER) |
+  featureBit(VIRTIO_F_NOTIFICATION_DATA) |
   featureBit(VIRTIO_F_RING_RESET);
 
 /** How one disk is presented to the guest. Everything but `backend` is optional. */
@@ -102,7 +104,8 @@ export interface VirtioBlkOptions {
   readonly lifetime?: () => BlockLifetime;
   /**
    * Generic features to offer, a subset of VERSION_1, RING_PACKED,
-   * INDIRECT_DESC, EVENT_IDX, IN_ORDER and RING_RESET. Defaults to all of them.
+   * INDIRECT_DESC, EVENT_IDX, IN_ORDER, NOTIFICATION_DATA and RING_RESET
+   * (the transport masks those it cannot carry). Defaults to all of them.
    */
   readonly ringFeatures?: bigint;
 }

@@ -80,7 +80,7 @@ class ModelDisk {
       case 'flush':
         return VIRTIO_BLK_S_OK;
       case 'getId':
-        return c.inLen >= 20 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+        return c.inLen === 20 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
       case 'unknown':
         return VIRTIO_BLK_S_UNSUPP;
       case 'discard':

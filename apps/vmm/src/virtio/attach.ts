@@ -20,8 +20,14 @@ export type AttachedDevice =
  * notifications do not exit to the VMM. Notification data is not carried
  * (it would change the value the ioeventfds match on).
  */
-export function attachMmio(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
-  const slot = machine.reserveMmioSlot();
+export function attachMmio(
+  machine: Machine,
+  device: VirtioDevice,
+  name: string,
+  log?: (message: string) => void,
+  base?: number,
+): AttachedDevice & { kind: 'mmio' } {
+  const slot = machine.reserveMmioSlot(base);
   const transport = new MmioTransport({
     device,
     memory: machine.memory,
@@ -51,7 +57,7 @@ export function attachMmio(machine: Machine, device: VirtioDevice, name: string,
  * windows and ioeventfds follow every BAR change), and one ioeventfd per
  * queue on its notification address.
  */
-export function attachPci(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
+export function attachPci(machine: Machine, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice & { kind: 'pci' } {
   const slot = machine.pci.freeSlot();
   if (slot < 0) throw new RangeError('PCI bus 0 is full');
   const transport = new PciTransport({
@@ -114,7 +120,14 @@ export function attachPci(machine: Machine, device: VirtioDevice, name: string, 
   return { kind: 'pci', transport, name, slot };
 }
 
-/** Attaches `device` on the transport `kind`. */
-export function attachVirtio(machine: Machine, kind: TransportKind, device: VirtioDevice, name: string, log?: (message: string) => void): AttachedDevice {
-  return kind === 'mmio' ? attachMmio(machine, device, name, log) : attachPci(machine, device, name, log);
+/** Attaches `device` on the transport `kind` (an MMIO device at `mmioBase` when given). */
+export function attachVirtio(
+  machine: Machine,
+  kind: TransportKind,
+  device: VirtioDevice,
+  name: string,
+  log?: (message: string) => void,
+  mmioBase?: number,
+): AttachedDevice {
+  return kind === 'mmio' ? attachMmio(machine, device, name, log, mmioBase) : attachPci(machine, device, name, log);
 }

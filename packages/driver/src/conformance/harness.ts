@@ -27,7 +27,8 @@ export async function withRig<D extends VirtioDevice>(
 ): Promise<void> {
   const memory = GuestMemory.create(memorySize);
   const device = await createDevice();
-  const driver = new VirtioDriver(transport.create(memory, device));
+  const window = transport.driverWindow?.(memory);
+  const driver = new VirtioDriver(transport.create(memory, device), window === undefined ? {} : { window });
   try {
     await body({ memory, device, driver });
   } finally {
