@@ -111,7 +111,14 @@ export class VhostUserServer {
 
   private accept(): void {
     for (;;) {
-      const fd = acceptUnix(this.listenFd);
+      let fd: number;
+      try {
+        fd = acceptUnix(this.listenFd);
+      } catch (error) {
+        // Out of descriptors, or the peer vanished while queued: the listener stays up for the next one.
+        this.log(`accept failed: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
       if (fd < 0) return;
       if (this.session !== undefined) {
         this.log('refused a second front-end: one is already connected');
