@@ -3,7 +3,7 @@
  * our vhost-user-blk back-end, qemu-storage-daemon's vhost-user-blk export,
  * and QEMU's built-in virtio-blk. Each boots the test guest once (q35, split
  * ring, one queue) and runs, inside the guest:
- *   seqwrite / seqread: dd with bs=1M and O_DIRECT over 64 MiB;
+ *   seqwrite / seqread: dd with bs=1M and O_DIRECT over 512 MiB;
  *   randread: 4 KiB O_DIRECT reads for 10 s, in runs of 64 sequential 4 KiB
  *     requests from a random 4 KiB-aligned offset (busybox dd per run; the
  *     guest has no fio), reported as requests per second.
@@ -19,8 +19,8 @@ import { VhostUserServer } from '../src/index.js';
 import { buildGuest, detectAcceleration, findExecutable, qemuArgs, runGuest, type BuiltinDisk, type GuestImages, type VhostUserDisk } from '../src/qemu/index.js';
 
 const PKG = '@virtio-ts/vhost-user';
-const IMAGE_BYTES = 256 * 2 ** 20;
-const CHECKS = 'vt.checks=seqwrite:vda:64,seqread:vda:64,randread:vda:10';
+const IMAGE_BYTES = 512 * 2 ** 20;
+const CHECKS = 'vt.checks=seqwrite:vda:512,seqread:vda:512,randread:vda:10';
 
 interface Figures {
   seqwrite: number;

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { VirtioDevice } from '@virtio-ts/virtqueue';
 import { Errno, SysError, closeQuietly } from '../sys/libc.js';
-import { sharedPoller, type Watch } from '../sys/poller.js';
+import { watchReadable, type Watch } from '../sys/watch.js';
 import { acceptUnix, connectUnix, listenUnix } from '../sys/unix-socket.js';
 import { Session } from './session.js';
 
@@ -44,7 +44,6 @@ export class VhostUserServer {
   readonly device: VirtioDevice;
   private readonly options: VhostUserServerOptions;
   private readonly log: (message: string) => void;
-  private readonly poller = sharedPoller();
   private listenFd = -1;
   private listenWatch: Watch | undefined;
   private session: Session | undefined;
@@ -84,7 +83,7 @@ export class VhostUserServer {
       if (error instanceof SysError && error.errno === Errno.EADDRINUSE) throw new SocketInUseError(path, 'is in use; pick another path');
       throw error;
     }
-    this.listenWatch = this.poller.watch(this.listenFd, () => this.accept());
+    this.listenWatch = watchReadable(this.listenFd, () => this.accept());
   }
 
   /** Resolves once no front-end is connected (immediately if none is). */
@@ -111,7 +110,14 @@ export class VhostUserServer {
 
   private accept(): void {
     for (;;) {
-      const fd = acceptUnix(this.listenFd);
+      let fd: number;
+      try {
+        fd = acceptUnix(this.listenFd);
+      } catch (error) {
+        // Out of descriptors, or the peer vanished while queued: the listener stays up for the next one.
+        this.log(`accept failed: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
       if (fd < 0) return;
       if (this.session !== undefined) {
         this.log('refused a second front-end: one is already connected');
@@ -120,7 +126,7 @@ export class VhostUserServer {
       }
       this.connections++;
       this.log('front-end connected');
-      this.session = new Session(fd, this.device, this.poller, { log: this.log, trace: this.options.trace, maxMemSlots: this.options.maxMemSlots ?? 32 }, () => {
+      this.session = new Session(fd, this.device, { log: this.log, trace: this.options.trace, maxMemSlots: this.options.maxMemSlots ?? 32 }, () => {
         this.session = undefined;
         for (const resolve of this.idleWaiters.splice(0)) resolve();
       });
