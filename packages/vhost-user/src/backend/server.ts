@@ -2,14 +2,14 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { VirtioDevice } from '@virtio-ts/virtqueue';
 import { Errno, SysError, closeQuietly } from '../sys/libc.js';
 import { sharedPoller, type Watch } from '../sys/poller.js';
-import { acceptUnix, listenUnix } from '../sys/unix-socket.js';
+import { acceptUnix, connectUnix, listenUnix } from '../sys/unix-socket.js';
 import { Session } from './session.js';
 
 /** Options for {@link VhostUserServer}. */
 export interface VhostUserServerOptions {
   /** Path of the Unix socket to listen on. It must not exist, unless `replaceStaleSocket` is set. */
   readonly socketPath: string;
-  /** Remove a socket file left at `socketPath` by a back-end that is gone (nothing accepts on it). Default false. */
+  /** Replace a socket file left at `socketPath` by a back-end that is gone (connecting to it is refused). Default false. */
   readonly replaceStaleSocket?: boolean;
   /** Memory slots offered to front-ends that configure memory region by region. Default 32. */
   readonly maxMemSlots?: number;
@@ -73,14 +73,15 @@ export class VhostUserServer {
   listen(): void {
     const path = this.options.socketPath;
     if (existsSync(path)) {
-      if (!lstatSync(path).isSocket()) throw new SocketInUseError(path, 'exists and is not a socket');
+      if (!lstatSync(path).isSocket()) throw new SocketInUseError(path, 'exists and is not a socket; pick another path');
       if (this.options.replaceStaleSocket !== true) throw new SocketInUseError(path, 'already exists; remove it or pick another path');
+      if (!isStale(path)) throw new SocketInUseError(path, 'is in use by another back-end; stop it or pick another path');
       unlinkSync(path);
     }
     try {
       this.listenFd = listenUnix(path);
     } catch (error) {
-      if (error instanceof SysError && error.errno === Errno.EADDRINUSE) throw new SocketInUseError(path, 'is in use');
+      if (error instanceof SysError && error.errno === Errno.EADDRINUSE) throw new SocketInUseError(path, 'is in use; pick another path');
       throw error;
     }
     this.listenWatch = this.poller.watch(this.listenFd, () => this.accept());
@@ -124,5 +125,15 @@ export class VhostUserServer {
         for (const resolve of this.idleWaiters.splice(0)) resolve();
       });
     }
+  }
+}
+
+/** A socket file nobody accepts on any more: connecting is refused. */
+function isStale(path: string): boolean {
+  try {
+    closeQuietly(connectUnix(path));
+    return false;
+  } catch (error) {
+    return error instanceof SysError && error.errno === Errno.ECONNREFUSED;
   }
 }
