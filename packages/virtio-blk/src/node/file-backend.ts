@@ -23,6 +23,7 @@ export class ImageError extends Error {
   /** 'missing', 'locked', 'too-small', 'access' or 'unsupported'. */
   readonly reason: 'missing' | 'locked' | 'too-small' | 'access' | 'unsupported';
 
+  /** Creates the error; `message` is the one line shown to a person. */
   constructor(reason: ImageError['reason'], message: string) {
     super(message);
     this.name = 'ImageError';
