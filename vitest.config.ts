@@ -20,6 +20,9 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['@virtio-ts/source'] } },
   test: {
+    // Property tests run hundreds of cases; on a loaded 2-core CI machine the
+    // 5 s default is too tight. Guest tests set their own, longer limits.
+    testTimeout: 60_000,
     projects: workspaceDirs.map((dir) => ({
       extends: true,
       test: {

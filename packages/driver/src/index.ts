@@ -4,3 +4,10 @@ export { LOOPBACK_DEVICE_ID, LoopbackDevice, type LoopbackDeviceOptions } from '
 export { MmioDriverTransport, type MmioDriverTransportOptions, type MmioRegisterBlock } from './transports/mmio.js';
 export { PciDriverTransport, PciLegacyDriverTransport, legacyPciQueueLayout, type PciDriverOptions, type PciFunctionAccess } from './transports/pci.js';
 export { CcwDriverTransport, type CcwDriverTransportOptions, type CcwHypercallRegisters, type CcwInterruptionResponse, type CcwSubchannel } from './transports/ccw.js';
+export { VirtioDriver, type InitOptions, type InterruptCounts, type VirtioDriverOptions } from './driver.js';
+export { DriverQueue, type ChainOptions, type RequestResult } from './driver-queue.js';
+export { DriverError, type DriverErrorReason } from './errors.js';
+export type { DriverEvent } from './events.js';
+export { GuestHeap } from './guest-heap.js';
+export { featureNames, statusNames } from './names.js';
+export { coreTransportFactory, type TransportFactory } from './transport-factory.js';

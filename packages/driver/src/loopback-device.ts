@@ -2,7 +2,9 @@ import {
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
   VIRTIO_F_VERSION_1,
   ChainFault,
   featureBit,
@@ -26,7 +28,7 @@ export interface LoopbackDeviceOptions {
   readonly queueSize?: number;
   /** Complete requests after this many milliseconds instead of at once (to keep requests in flight). */
   readonly delayMs?: number;
-  /** Feature bits offered. Defaults to VERSION_1, RING_PACKED, INDIRECT_DESC, EVENT_IDX and IN_ORDER. */
+  /** Feature bits offered. Defaults to VERSION_1, RING_PACKED, INDIRECT_DESC, EVENT_IDX, IN_ORDER, NOTIFICATION_DATA and RING_RESET. */
   readonly features?: bigint;
 }
 
@@ -36,6 +38,10 @@ export interface LoopbackDeviceOptions {
  * Configuration space (8 bytes): le32 `served` (chains completed, read-only) at
  * 0 and le32 `scratch` (read/write) at 4; writing `scratch` bumps the
  * configuration generation and raises a configuration change notification.
+ *
+ * Requests can be kept in flight ({@link holdRequests}, or `delayMs`); a
+ * completion that comes after a device or queue reset is dropped, never
+ * written to guest memory (spec 2.4, 2.6.1).
  */
 export class LoopbackDevice implements VirtioDevice {
   readonly contractVersion = 1;
@@ -45,6 +51,11 @@ export class LoopbackDevice implements VirtioDevice {
   readonly configSize = 8;
   /** Faulted (malformed) chains seen since creation. */
   faults = 0;
+  /** The notification data of the latest notification (VIRTIO_F_NOTIFICATION_DATA, spec 2.9), or -1. */
+  lastNotificationData = -1;
+  /** While true, good chains are kept in flight until {@link releaseHeld}. */
+  holdRequests = false;
+  private held: { queue: Virtqueue; chain: DescriptorChain; signal: AbortSignal | undefined }[] = [];
   private readonly config = new DataView(new ArrayBuffer(8));
   private readonly delayMs: number;
   private host: DeviceHost | undefined;
@@ -61,7 +72,9 @@ export class LoopbackDevice implements VirtioDevice {
         featureBit(VIRTIO_F_RING_PACKED) |
         featureBit(VIRTIO_F_INDIRECT_DESC) |
         featureBit(VIRTIO_F_EVENT_IDX) |
-        featureBit(VIRTIO_F_IN_ORDER);
+        featureBit(VIRTIO_F_IN_ORDER) |
+        featureBit(VIRTIO_F_NOTIFICATION_DATA) |
+        featureBit(VIRTIO_F_RING_RESET);
   }
 
   /** Chains completed since creation. */
@@ -94,19 +107,45 @@ export class LoopbackDevice implements VirtioDevice {
     this.signal = undefined;
   }
 
+  resetQueue(index: number): void {
+    if (index === 0) this.queue = undefined;
+  }
+
+  enableQueue(index: number, queue: Virtqueue): void {
+    if (index === 0) this.queue = queue;
+  }
+
+  /**
+   * Completes the chains held by {@link holdRequests}, except those whose device
+   * or queue was reset since (they are dropped). Returns how many completed.
+   */
+  releaseHeld(): number {
+    const held = this.held;
+    this.held = [];
+    let completed = 0;
+    for (const { queue, chain, signal } of held) {
+      if (this.finish(queue, chain, signal)) completed++;
+    }
+    return completed;
+  }
+
   notify(index: number): void {
     const queue = this.queue;
     if (index !== 0 || queue === undefined) return;
-    // At most one lap per notification, so a driver that keeps adding cannot starve the event loop.
-    for (let i = 0; i < queue.size; i++) {
+    this.lastNotificationData = queue.notificationData;
+    // At most one lap per notification, so a driver that keeps adding cannot starve the event loop;
+    // the pop after a full lap finds the ring empty and re-arms notifications (avail_event).
+    for (let i = 0; i <= queue.size; i++) {
       const chain = queue.pop();
       if (chain === null) break;
       if (chain.fault !== ChainFault.NONE) {
         this.faults++;
         queue.addUsed(chain, 0);
+      } else if (this.holdRequests) {
+        this.held.push({ queue, chain, signal: this.signal });
       } else if (this.delayMs > 0) {
-        this.completeLater(queue, chain);
-        continue;
+        const signal = this.signal;
+        setTimeout(() => this.finish(queue, chain, signal), this.delayMs);
       } else {
         this.complete(queue, chain);
       }
@@ -114,14 +153,12 @@ export class LoopbackDevice implements VirtioDevice {
     queue.flush();
   }
 
-  private completeLater(queue: Virtqueue, chain: DescriptorChain): void {
-    const signal = this.signal;
-    setTimeout(() => {
-      // After a reset the queue is detached: addUsed and flush do nothing, so nothing reaches a new ring.
-      if (signal?.aborted === true) return;
-      this.complete(queue, chain);
-      queue.flush();
-    }, this.delayMs);
+  /** A late completion: dropped if the device or the queue was reset meanwhile, since the buffers are no longer ours. */
+  private finish(queue: Virtqueue, chain: DescriptorChain, signal: AbortSignal | undefined): boolean {
+    if (signal?.aborted === true || queue.detached) return false;
+    this.complete(queue, chain);
+    queue.flush();
+    return true;
   }
 
   private complete(queue: Virtqueue, chain: DescriptorChain): void {

@@ -26,8 +26,11 @@ export class ChannelData {
   flags = 0;
   /** Why the last failed check failed: {@link COMMAND_REJECT} or {@link PROGRAM_CHECK}. */
   failure = PROGRAM_CHECK;
+  /** The count was shorter than the input the command needs: an incorrect length unless SLI suppresses it. */
+  short = false;
   private guest = new GuestMemory([]);
-  private readonly scratch = new DataView(new ArrayBuffer(8));
+  private readonly scratchBytes = new Uint8Array(8);
+  private readonly scratch = new DataView(this.scratchBytes.buffer);
 
   /** @internal Points the data area at the next CCW. */
   load(memory: GuestMemory, address: number, count: number, flags: number): void {
@@ -35,6 +38,7 @@ export class ChannelData {
     this.address = address;
     this.count = count;
     this.flags = flags;
+    this.short = false;
   }
 
   /** The driver suppressed incorrect-length indication (SLI). */
@@ -44,13 +48,15 @@ export class ChannelData {
 
   /**
    * Checks that the driver supplied `length` bytes of input. A shorter count
-   * cannot be executed, with or without SLI (spec 4.3.1: "MUST present a check
-   * condition"): the command is rejected. Input outside guest memory is a
-   * channel program check.
+   * cannot be executed, with or without SLI (spec 4.3.1.3: "MUST present a
+   * check condition"): the command is rejected, and without SLI the length is
+   * also indicated as incorrect. Input outside guest memory is a channel
+   * program check.
    */
   require(length: number): boolean {
     if (this.count < length) {
       this.failure = COMMAND_REJECT;
+      this.short = true;
       return false;
     }
     return this.inMemory(0, length, 'read');
@@ -93,19 +99,19 @@ export class ChannelData {
   /** Stores a byte at `offset`; see {@link storeBytes}. */
   storeU8(offset: number, value: number): boolean {
     this.scratch.setUint8(0, value);
-    return this.storeScratch(offset, 1);
+    return this.store(offset, this.scratchBytes, 1);
   }
 
   /** Stores a big-endian u16 at `offset`; see {@link storeBytes}. */
   storeBe16(offset: number, value: number): boolean {
     this.scratch.setUint16(0, value);
-    return this.storeScratch(offset, 2);
+    return this.store(offset, this.scratchBytes, 2);
   }
 
   /** Stores a little-endian u32 at `offset`; see {@link storeBytes}. */
   storeLe32(offset: number, value: number): boolean {
     this.scratch.setUint32(0, value, true);
-    return this.storeScratch(offset, 4);
+    return this.store(offset, this.scratchBytes, 4);
   }
 
   /**
@@ -114,24 +120,17 @@ export class ChannelData {
    * program check) when the stored range is not writable guest memory.
    */
   storeBytes(offset: number, bytes: Uint8Array): boolean {
-    const n = this.storable(offset, bytes.length);
-    if (n <= 0) return true;
-    if (!this.inMemory(offset, n, 'write')) return false;
-    if ((this.flags & CcwFlag.SKIP) === 0) this.guest.write(this.address + offset, n === bytes.length ? bytes : bytes.subarray(0, n));
-    return true;
+    return this.store(offset, bytes, bytes.length);
   }
 
-  private storeScratch(offset: number, size: number): boolean {
-    const n = this.storable(offset, size);
+  private store(offset: number, source: Uint8Array, size: number): boolean {
+    const n = Math.min(size, this.count - offset);
     if (n <= 0) return true;
     if (!this.inMemory(offset, n, 'write')) return false;
     if ((this.flags & CcwFlag.SKIP) !== 0) return true;
-    for (let i = 0; i < n; i++) this.guest.setU8(this.address + offset + i, this.scratch.getUint8(i));
+    // Byte by byte: no allocation, and the range may cross from one memory region into the next.
+    for (let i = 0; i < n; i++) this.guest.setU8(this.address + offset + i, source[i] as number);
     return true;
-  }
-
-  private storable(offset: number, size: number): number {
-    return Math.min(size, this.count - offset);
   }
 
   private inMemory(offset: number, length: number, access: 'read' | 'write'): boolean {

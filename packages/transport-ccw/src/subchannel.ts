@@ -190,7 +190,7 @@ export class VirtualSubchannel {
           statusControl: SOLICITED | StatusControl.ALERT,
           ccwAddress: next,
           deviceStatus: NORMAL_END | UnitStatus.UNIT_CHECK,
-          subchannelStatus: pci,
+          subchannelStatus: pci | (data.short && !data.suppressLength ? SubchannelStatus.INCORRECT_LENGTH : 0),
           residualCount: count,
           sense: this.sense.slice(),
         };

@@ -39,8 +39,9 @@ export interface CcwTransportOptions {
   readonly memory: GuestMemory;
   /**
    * The subchannel ID word the VMM assigned (what the guest puts in GPR 1 for
-   * I/O instructions and in GPR 2 for DIAGNOSE 0x500): bit 16 set, the
-   * subchannel set ID above it, the subchannel number below.
+   * I/O instructions and in GPR 2 for DIAGNOSE 0x500): the subchannel number
+   * in the low 16 bits, the 0x00010000 bit set, the subchannel set ID and
+   * channel subsystem ID above.
    */
   readonly subchannelId: number;
   /** Interruption delivery. */
@@ -69,7 +70,7 @@ type IndicatorMode = 'none' | 'classic' | 'adapter';
  * Revisions 1 and 2 are supported. The device is non-transitional: revision 0
  * (the legacy interface) and legacy drivers, which issue virtio commands
  * without SET_VIRTIO_REV, get a command reject, as spec 4.3.2.1.1 and
- * 4.3.2.1.2 require of non-transitional devices. (A legacy s390 guest would
+ * 4.3.2.1.3 require of non-transitional devices. (A legacy s390 guest would
  * also need big-endian rings, which virtio 1.x rings are not.)
  */
 export class CcwTransport {
@@ -93,7 +94,7 @@ export class CcwTransport {
   constructor(options: CcwTransportOptions) {
     const { subchannelId, device } = options;
     if (!Number.isInteger(subchannelId) || subchannelId < 0 || subchannelId > 0xffffffff || (subchannelId & 0x10000) === 0) {
-      throw new RangeError(`subchannel ID 0x${subchannelId.toString(16)} is not a subchannel ID word (bit 16 must be set)`);
+      throw new RangeError(`subchannel ID 0x${subchannelId.toString(16)} is not a subchannel ID word (its 0x00010000 bit must be set)`);
     }
     const maxRevision = options.maxRevision ?? VirtioCcwRevision.READ_STATUS;
     if (maxRevision !== VirtioCcwRevision.VIRTIO_1 && maxRevision !== VirtioCcwRevision.READ_STATUS) {
@@ -189,7 +190,7 @@ export class CcwTransport {
   private execute(command: number, data: ChannelData): number {
     if (command === CcwCommand.SET_VIRTIO_REV) return this.setVirtioRevision(data);
     if (this.revisionValue === undefined) {
-      return this.reject(command, 'no revision is set: legacy drivers are refused by this non-transitional device (spec 4.3.2.1.2)');
+      return this.reject(command, 'no revision is set: legacy drivers are refused by this non-transitional device (spec 4.3.2.1.3)');
     }
     switch (command) {
       case CcwCommand.READ_FEAT:

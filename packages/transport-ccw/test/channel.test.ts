@@ -53,19 +53,20 @@ describe('CCW channel programs (spec 4.3.1)', () => {
     const strict = run(rig.transport, [{ command: CcwCommand.WRITE_STATUS, count: 3 }], rig.memory);
     expect(strict).toMatchObject({ deviceStatus: END, subchannelStatus: SubchannelStatus.INCORRECT_LENGTH, residualCount: 2 });
     expect(strict.statusControl & StatusControl.ALERT).toBe(StatusControl.ALERT);
-    // spec 4.3.1.2: with SLI the device SHOULD accept a buffer that is too long.
+    // spec 4.3.1.3: with SLI the device SHOULD accept a buffer that is too long.
     rig.memory.setU8(DATA, 1);
     const sli = run(rig.transport, [{ command: CcwCommand.WRITE_STATUS, flags: CcwFlag.SLI, count: 3 }], rig.memory);
     expect(sli).toMatchObject({ deviceStatus: END, subchannelStatus: 0, residualCount: 2 });
     expect(rig.transport.core.status).toBe(1);
   });
 
-  it('a count too short for the command is a unit check with command reject, with or without SLI (spec 4.3.1.2)', () => {
+  it('a count too short for the command is a unit check with command reject; without SLI also incorrect length (spec 4.3.1.3)', () => {
     const rig = transportRig();
     withRevision(rig);
     for (const flags of [0, CcwFlag.SLI]) {
       const status = run(rig.transport, [{ command: CcwCommand.READ_FEAT, flags, count: 4 }], rig.memory);
       expect(status.deviceStatus).toBe(END | UnitStatus.UNIT_CHECK);
+      expect(status.subchannelStatus).toBe(flags === 0 ? SubchannelStatus.INCORRECT_LENGTH : 0);
       expect(status.sense?.[0]).toBe(SenseByte0.COMMAND_REJECT);
       expect(status.residualCount).toBe(4);
     }

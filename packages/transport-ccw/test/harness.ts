@@ -4,14 +4,14 @@
  * channel subsystem wiring its interruptions to a CcwDriverTransport, and a
  * raw channel-program writer for the tests that build programs by hand.
  */
-import { CcwDriverTransport, LoopbackDevice, type LoopbackDeviceOptions } from '@virtio-ts/driver';
+import { CcwDriverTransport, LoopbackDevice, type LoopbackDeviceOptions, type TransportFactory } from '@virtio-ts/driver';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import { CcwTransport, ConditionCode, diagnose500, type InterruptionResponse } from '../src/index.js';
 
 /** Guest-physical layout: [0, 64 KiB) channel I/O, a hole, then RAM for rings and buffers. */
 export const LOW = { start: 0, end: 0x10000 };
-export const RAM = { start: 0x100000, end: 0x500000 };
+export const RAM = { start: 0x100000, end: 0x200000 };
 /** Where raw programs put their CCWs and data. */
 export const PROGRAM = 0x8000;
 export const DATA = 0x9000;
@@ -109,6 +109,41 @@ export function driverRig(options: RigOptions = {}): DriverRig {
   });
   link.driver = driver;
   return { ...rig, driver };
+}
+
+/**
+ * CCW for suites that take a TransportFactory (the conformance suite): a
+ * subchannel with adapter interruptions, and the guest driver wired to it. The
+ * driver's channel programs and indicators (about 300 bytes) go in the first
+ * page of the memory's largest region, which VirtioDriver's default window
+ * leaves to the platform.
+ */
+export function ccwTransportFactory(options: { readonly maxRevision?: number; readonly adapterInterrupts?: boolean } = {}): TransportFactory {
+  const revision = options.maxRevision ?? 2;
+  return {
+    name: `ccw (revision ${revision}, ${options.adapterInterrupts === false ? 'classic' : 'adapter'} indicators)`,
+    create: (memory, device) => {
+      const largest = memory.regions.reduce((a, b) => (b.size > a.size ? b : a));
+      const link: { driver?: CcwDriverTransport } = {};
+      const transport = new CcwTransport({
+        device,
+        memory,
+        subchannelId: SUBCHANNEL_ID,
+        maxRevision: revision,
+        channelSubsystem: {
+          ioInterrupt: () => link.driver?.ioInterrupt(),
+          ...(options.adapterInterrupts === false ? {} : { adapterInterrupt: (isc: number) => link.driver?.adapterInterrupt(isc) }),
+        },
+      });
+      transport.setEnabled(true);
+      link.driver = new CcwDriverTransport(memory, transport, {
+        allocator: new GuestAllocator(largest.guestAddress + 0x100, largest.guestAddress + 0x1000, { seed: 7, maxGap: 32 }),
+        subchannelId: SUBCHANNEL_ID,
+        hypercall: (registers) => diagnose500(registers, (sid) => (sid === SUBCHANNEL_ID ? transport : undefined)),
+      });
+      return link.driver;
+    },
+  };
 }
 
 /** A format-1 CCW. */

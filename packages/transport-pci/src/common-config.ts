@@ -22,7 +22,6 @@ const ADDRESS_FIELDS: Readonly<Record<number, keyof Omit<QueueConfig, 'size'>>> 
 export function readCommonConfig(state: VirtioFunctionState, offset: number, size: number, notifyOffMultiplier: number): number {
   const { core } = state;
   if (core.status === 0) core.legacy = false;
-  const slot = state.selectedQueue();
   switch (offset) {
     case CommonCfg.DEVICE_FEATURE_SELECT:
       if (size === 4) return state.deviceFeatureSelect;
@@ -55,31 +54,31 @@ export function readCommonConfig(state: VirtioFunctionState, offset: number, siz
       if (size === 2) return state.queueSelect;
       break;
     case CommonCfg.QUEUE_SIZE:
-      if (size === 2) return slot?.size ?? 0;
+      if (size === 2) return state.selectedQueue()?.size ?? 0;
       break;
     case CommonCfg.QUEUE_MSIX_VECTOR:
-      if (size === 2) return slot === undefined ? VIRTIO_MSI_NO_VECTOR : (state.queueVectors[state.queueSelect] as number);
+      if (size === 2) return state.selectedQueue() === undefined ? VIRTIO_MSI_NO_VECTOR : (state.queueVectors[state.queueSelect] as number);
       break;
     case CommonCfg.QUEUE_ENABLE:
-      if (size === 2) return slot?.enabled === true ? 1 : 0;
+      if (size === 2) return state.selectedQueue()?.enabled === true ? 1 : 0;
       break;
     case CommonCfg.QUEUE_NOTIFY_OFF:
       // Each queue has its own notify address, queue_notify_off * notify_off_multiplier (spec 4.1.4.4).
-      if (size === 2) return slot === undefined || notifyOffMultiplier === 0 ? 0 : state.queueSelect;
+      if (size === 2) return state.selectedQueue() === undefined || notifyOffMultiplier === 0 ? 0 : state.queueSelect;
       break;
     case CommonCfg.QUEUE_DESC_LO:
     case CommonCfg.QUEUE_DRIVER_LO:
     case CommonCfg.QUEUE_DEVICE_LO:
-      if (size === 4) return slot === undefined ? 0 : slot[ADDRESS_FIELDS[offset] as keyof QueueConfig] % TWO_32 >>> 0;
+      if (size === 4) return (state.selectedQueue()?.[ADDRESS_FIELDS[offset] as keyof QueueConfig] ?? 0) % TWO_32 >>> 0;
       break;
     case CommonCfg.QUEUE_DESC_HI:
     case CommonCfg.QUEUE_DRIVER_HI:
     case CommonCfg.QUEUE_DEVICE_HI:
-      if (size === 4) return slot === undefined ? 0 : Math.floor(slot[ADDRESS_FIELDS[offset] as keyof QueueConfig] / TWO_32) >>> 0;
+      if (size === 4) return Math.floor((state.selectedQueue()?.[ADDRESS_FIELDS[offset] as keyof QueueConfig] ?? 0) / TWO_32) >>> 0;
       break;
     case CommonCfg.QUEUE_NOTIF_CONFIG_DATA:
       // VIRTIO_F_NOTIF_CONFIG_DATA is never offered; the trivial value is the queue index.
-      if (size === 2) return slot === undefined ? 0 : state.queueSelect;
+      if (size === 2) return state.selectedQueue() === undefined ? 0 : state.queueSelect;
       break;
     case CommonCfg.QUEUE_RESET:
       // Queue resets complete within the write, so 1 is never observed (spec 4.1.4.3.1).
@@ -183,7 +182,7 @@ export function writeCommonConfig(state: VirtioFunctionState, offset: number, si
 
 /**
  * queue_size: 1 up to the maximum, and a power of two unless the packed layout
- * was negotiated (spec 4.1.4.3.2). A refused value is not presented back (the
+ * was negotiated (spec 4.1.4.3.2) — so a split ring never presents anything else. A refused value is not presented back (the
  * device MUST present 0 or a power of two, spec 4.1.4.3.1); the device needs a
  * reset instead, since the driver's rings no longer match the queue.
  */
@@ -194,7 +193,8 @@ function writeQueueSize(state: VirtioFunctionState, value: number): void {
     state.violations.write++;
     return;
   }
-  const packed = hasFeature(core.driverFeatures, VIRTIO_F_RING_PACKED);
+  // Until FEATURES_OK the layout is not settled, and a split ring is the stricter assumption.
+  const packed = (core.status & DeviceStatus.FEATURES_OK) !== 0 && hasFeature(core.driverFeatures, VIRTIO_F_RING_PACKED);
   if (value < 1 || value > slot.maxSize || (!packed && (value & (value - 1)) !== 0)) {
     state.violations.write++;
     core.needsReset(`queue ${state.queueSelect}: driver wrote queue_size ${value} (maximum ${slot.maxSize}, ${packed ? 'packed' : 'split'} ring)`);

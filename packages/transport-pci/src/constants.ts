@@ -59,6 +59,7 @@ export const PciBaseAddress = {
 
 /** Capability IDs ([PCI] appendix H). */
 export const PciCapabilityId = {
+  POWER_MANAGEMENT: 0x01,
   VENDOR: 0x09,
   EXPRESS: 0x10,
   MSIX: 0x11,
@@ -167,6 +168,21 @@ export const Msix = {
   ENTRY_CTRL_MASKBIT: 0x1,
   /** The most vectors a function can have. */
   MAX_VECTORS: 2048,
+} as const;
+
+/** Power Management capability layout ([PCI-PM] 3.2). */
+export const PciPm = {
+  /** Offset of Power Management Capabilities (PMC). */
+  PMC: 2,
+  /** Offset of Power Management Control/Status (PMCSR). */
+  CTRL: 4,
+  CAP_SIZE: 8,
+  /** PMC: version 3 of the specification; no D1, D2 or PME. */
+  PMC_VERSION_3: 0x0003,
+  CTRL_STATE_MASK: 0x0003,
+  CTRL_STATE_D3HOT: 0x0003,
+  /** Going from D3hot to D0 keeps the function's state. */
+  CTRL_NO_SOFT_RESET: 0x0008,
 } as const;
 
 /** PCI Express capability layout ([PCIe] 7.5.3), the subset a virtio function needs. */

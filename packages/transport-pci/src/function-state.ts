@@ -11,6 +11,19 @@ export interface PciViolations {
   dma: number;
 }
 
+/** The registers of {@link VirtioFunctionState}, saved. */
+export interface FunctionStateSnapshot {
+  readonly legacy: boolean;
+  readonly queueVectors: readonly number[];
+  readonly configVector: number;
+  readonly queueSelect: number;
+  readonly deviceFeatureSelect: number;
+  readonly driverFeatureSelect: number;
+  readonly isr: number;
+  readonly generation: number;
+  readonly generationSeen: number;
+}
+
 /** What the register blocks ask of the transport around them. */
 export interface FunctionHooks {
   /** The ISR status changed: re-evaluate the INTx line. */
@@ -100,6 +113,37 @@ export class VirtioFunctionState {
       this.generation = (this.generation + 1) & 0xff;
     }
     return this.generation;
+  }
+
+  /** The selectors, vectors, ISR and generation, and which interface the driver uses. */
+  snapshot(): FunctionStateSnapshot {
+    return {
+      legacy: this.core.legacy,
+      queueVectors: [...this.queueVectors],
+      configVector: this.configVector,
+      queueSelect: this.queueSelect,
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      isr: this.isr,
+      generation: this.generation,
+      generationSeen: this.generationSeen,
+    };
+  }
+
+  /** Loads a {@link snapshot}; the transport then restores the status machine and re-evaluates INTx. */
+  restore(saved: FunctionStateSnapshot): void {
+    if (saved.queueVectors.length !== this.queueVectors.length) {
+      throw new RangeError(`snapshot of ${saved.queueVectors.length} queues restored into a device with ${this.queueVectors.length}`);
+    }
+    this.core.legacy = saved.legacy;
+    this.queueVectors.set(saved.queueVectors);
+    this.configVector = saved.configVector;
+    this.queueSelect = saved.queueSelect;
+    this.deviceFeatureSelect = saved.deviceFeatureSelect;
+    this.driverFeatureSelect = saved.driverFeatureSelect;
+    this.isr = saved.isr & 0x3;
+    this.generation = saved.generation & 0xff;
+    this.generationSeen = saved.generationSeen;
   }
 
   /** Device reset: unmap every event (spec 4.1.5.1.2.1), clear selectors and ISR status. */

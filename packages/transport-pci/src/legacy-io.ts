@@ -127,7 +127,7 @@ function writeQueuePfn(state: VirtioFunctionState, pfn: number): void {
     return;
   }
   if (pfn === 0) {
-    if (slot.enabled) core.resetQueue(state.queueSelect);
+    if (slot.enabled) core.disableQueue(state.queueSelect);
     return;
   }
   if (slot.enabled) {

@@ -18,7 +18,7 @@ const MAX_UPPER_ADDRESS = 0x1f_ffff;
  * The MSI-X table and pending bit array of one function ([PCI] 6.8.2): the
  * enable and function mask bits of Message Control, per-vector masks, and
  * pending bits that hold a message while its vector (or the whole function,
- * or bus mastering) is masked and release it when unmasked.
+ * or the function's memory writes) is masked and release it when unmasked.
  */
 export class MsixTable {
   /** Number of vectors (Table Size + 1). */
@@ -31,8 +31,8 @@ export class MsixTable {
   enabled = false;
   /** Function Mask in Message Control. */
   functionMasked = false;
-  /** The function may write memory (Bus Master Enable); MSI messages are memory writes. */
-  busMaster = false;
+  /** The function may write memory: Bus Master Enable is set and it is powered (D0). MSI messages are memory writes. */
+  writesAllowed = false;
   private readonly table: Uint32Array;
   private readonly pba: Uint32Array;
   private readonly sink: MsiSink;
@@ -57,7 +57,7 @@ export class MsixTable {
   reset(): void {
     this.enabled = false;
     this.functionMasked = false;
-    this.busMaster = false;
+    this.writesAllowed = false;
     this.table.fill(0);
     for (let v = 0; v < this.vectors; v++) this.table[4 * v + 3] = Msix.ENTRY_CTRL_MASKBIT;
     this.pba.fill(0);
@@ -70,9 +70,9 @@ export class MsixTable {
     this.releasePending();
   }
 
-  /** Bus Master Enable changed; enabling it releases pending messages. */
-  setBusMaster(enabled: boolean): void {
-    this.busMaster = enabled;
+  /** Whether the function may write memory changed; allowing it releases pending messages. */
+  setWritesAllowed(allowed: boolean): void {
+    this.writesAllowed = allowed;
     this.releasePending();
   }
 
@@ -86,6 +86,20 @@ export class MsixTable {
   /** Whether `vector`'s pending bit is set. */
   pending(vector: number): boolean {
     return vector < this.vectors && ((this.pba[vector >>> 5] as number) & (1 << (vector & 31))) !== 0;
+  }
+
+  /** The table and pending bits, as dwords. */
+  save(): { readonly table: readonly number[]; readonly pba: readonly number[] } {
+    return { table: [...this.table], pba: [...this.pba] };
+  }
+
+  /** Loads a {@link save}d table; Message Control and bus mastering are set separately. */
+  load(saved: { readonly table: readonly number[]; readonly pba: readonly number[] }): void {
+    if (saved.table.length !== this.table.length || saved.pba.length !== this.pba.length) {
+      throw new RangeError(`MSI-X snapshot of ${saved.table.length / 4} vectors restored into a table of ${this.vectors}`);
+    }
+    this.table.set(saved.table);
+    this.pba.set(saved.pba);
   }
 
   /** A dword read of the table at a checked, 4-aligned `offset`. */
@@ -114,11 +128,11 @@ export class MsixTable {
   }
 
   private masked(vector: number): boolean {
-    return this.functionMasked || !this.busMaster || ((this.table[4 * vector + 3] as number) & Msix.ENTRY_CTRL_MASKBIT) !== 0;
+    return this.functionMasked || !this.writesAllowed || ((this.table[4 * vector + 3] as number) & Msix.ENTRY_CTRL_MASKBIT) !== 0;
   }
 
   private releasePending(): void {
-    if (!this.enabled || this.functionMasked || !this.busMaster) return;
+    if (!this.enabled || this.functionMasked || !this.writesAllowed) return;
     for (let word = 0; word < this.pba.length; word++) {
       if (this.pba[word] === 0) continue;
       for (let bit = 0; bit < 32; bit++) {

@@ -90,6 +90,11 @@ describe('configuration space registers ([PCI] 6.1)', () => {
 });
 
 describe('BARs ([PCI] 6.2.5.1)', () => {
+  it('before the guest programs them, BAR registers read 0 with their type bits', () => {
+    const { fn } = bare(new RamDiskDevice(), { transitional: true });
+    expect([0, 1, 2, 3, 4, 5].map((i) => fn.configRead(bar(i), 4))).toEqual([0x1, 0, 0, 0, 0x4, 0]);
+  });
+
   it('sizing: writing all ones reads back the size mask and the type bits; 64-bit BARs size both halves', () => {
     const { fn } = bare(new LoopbackDevice(), { transitional: false });
     const virtio = fn.bars.find((b) => b.purpose === 'virtio') as PciBar;

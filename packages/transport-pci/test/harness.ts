@@ -1,4 +1,4 @@
-import { PciDriverTransport, PciLegacyDriverTransport, type PciDriverOptions } from '@virtio-ts/driver';
+import { PciDriverTransport, PciLegacyDriverTransport, type PciDriverOptions, type TransportFactory } from '@virtio-ts/driver';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { PciTransport, type PciTransportOptions } from '../src/index.js';
 
@@ -14,6 +14,8 @@ export interface Wired<D> {
   readonly messages: { readonly address: number; readonly data: number }[];
   /** INTx line levels in the order the function drove them. */
   readonly intx: boolean[];
+  /** Whether interrupts reach the driver (tests that play a hostile guest turn this off and only watch the wires). */
+  readonly routing: { toDriver: boolean };
 }
 
 /**
@@ -31,7 +33,7 @@ export function wireLegacy(device: VirtioDevice, transport: TestTransportOptions
 }
 
 /** A function alone, with its interrupts recorded: for tests that play the guest register by register. */
-export function bare(device: VirtioDevice, transport: TestTransportOptions = {}): Omit<Wired<undefined>, 'driver'> {
+export function bare(device: VirtioDevice, transport: TestTransportOptions = {}): Omit<Wired<undefined>, 'driver' | 'routing'> {
   const memory = GuestMemory.create(16 << 20);
   const messages: { address: number; data: number }[] = [];
   const intx: boolean[] = [];
@@ -50,12 +52,13 @@ function build<D extends { deliverMsi(address: number, data: number): void; setI
   device: VirtioDevice,
   transport: TestTransportOptions,
   create: (memory: GuestMemory, fn: PciTransport) => D,
+  memory = GuestMemory.create(16 << 20),
 ): Wired<D> {
-  const memory = GuestMemory.create(16 << 20);
   const messages: { address: number; data: number }[] = [];
   const intx: boolean[] = [];
   // The driver exists only once the function does; interrupts cannot arrive before it enables them.
   const link: { driver?: D } = {};
+  const routing = { toDriver: true };
   const { msi, intx: line, ...options } = transport;
   const fn = new PciTransport({
     ...options,
@@ -67,7 +70,7 @@ function build<D extends { deliverMsi(address: number, data: number): void; setI
           msi: {
             signal: (address, data) => {
               messages.push({ address, data });
-              link.driver?.deliverMsi(address, data);
+              if (routing.toDriver) link.driver?.deliverMsi(address, data);
             },
           },
         }),
@@ -77,12 +80,24 @@ function build<D extends { deliverMsi(address: number, data: number): void; setI
           intx: {
             set: (level) => {
               intx.push(level);
-              link.driver?.setIntx(level);
+              if (routing.toDriver) link.driver?.setIntx(level);
             },
           },
         }),
   });
   const driver = create(memory, fn);
   link.driver = driver;
-  return { memory, fn, driver, messages, intx };
+  return { memory, fn, driver, messages, intx, routing };
+}
+
+/**
+ * PCI for suites that take a TransportFactory (the conformance suite): a
+ * function with `transport` options and the modern driver enumerating it with
+ * `driver` options, interrupts wired from one to the other.
+ */
+export function pciTransportFactory(name: string, transport: TestTransportOptions = {}, driver: PciDriverOptions = {}): TransportFactory {
+  return {
+    name: `pci (${name})`,
+    create: (memory, device) => build(device, transport, (m, fn) => new PciDriverTransport(m, fn, driver), memory).driver,
+  };
 }

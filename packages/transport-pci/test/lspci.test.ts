@@ -92,6 +92,8 @@ describe.skipIf(!haveLspci)('lspci -F decodes the configuration space (spec 4.1.
         expect(CAP_NAMES[type], `cfg_type ${type} at 0x${at.toString(16)}`).toContain(name);
       } else if (id === 0x11) {
         expect(text).toMatch(/^MSI-X: Enable\+ Count=\d+ Masked-$/);
+      } else if (id === 0x01) {
+        expect(text).toBe('Power Management version 3');
       } else {
         expect(text).toMatch(/^Express \(v2\) Root Complex Integrated Endpoint/);
       }
@@ -100,6 +102,7 @@ describe.skipIf(!haveLspci)('lspci -F decodes the configuration space (spec 4.1.
     expect(output).toMatch(/VirtIO: CommonCfg\n\s+BAR=4 offset=00000000 size=00000040/);
     expect(output).toMatch(/VirtIO: Notify\n\s+BAR=4 offset=0000[0-9a-f]{4} size=[0-9a-f]{8} multiplier=00000004/);
     if (options.msi !== undefined) expect(output).toMatch(/Vector table: BAR=1 offset=00000000\n\s+PBA: BAR=1 offset=00001000/);
+    if (options.express === true) expect(output).toMatch(/Flags: PMEClk- DSI- D1- D2- AuxCurrent=0mA PME\(D0-,D1-,D2-,D3hot-,D3cold-\)\n\s+Status: D0 NoSoftRst\+/);
     if (options.transitional === true) expect(output).toMatch(/Region 0: I\/O ports at c000$/m);
     expect(output).toContain('Interrupt: pin A routed to IRQ 11');
     // No complaints: bad values, broken BARs, undecodable capabilities.

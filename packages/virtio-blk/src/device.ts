@@ -27,7 +27,15 @@ import {
 } from './constants.js';
 import { Disk } from './disk.js';
 import { resolveOptions, type ResolvedBlkOptions, type VirtioBlkOptions } from './options.js';
-import { RequestQueue } from './request-queue.js';
+import { RequestQueue, type RequestQueueHost } from './request-queue.js';
+
+/** What {@link VirtioBlk.snapshot} saves. */
+export interface BlkSnapshot {
+  /** The `writeback` field. */
+  readonly writeback: boolean;
+  /** Negotiated features in hex, or null before negotiation. */
+  readonly features: string | null;
+}
 
 /**
  * A virtio block device (spec 5.2) over a {@link BlockBackend}. Implements
@@ -47,13 +55,14 @@ export class VirtioBlk implements VirtioDevice {
   private readonly queues = new Map<number, RequestQueue>();
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly counter = {
-    started: (): void => {
+  private readonly queueHost: RequestQueueHost = {
+    started: () => {
       this.inFlight++;
     },
-    finished: (): void => {
+    finished: () => {
       if (--this.inFlight === 0) this.wakeIdle();
     },
+    needsReset: (reason) => this.host?.needsReset(reason),
   };
 
   /** Creates the device; throws a RangeError naming any invalid option. */
@@ -73,11 +82,6 @@ export class VirtioBlk implements VirtioDevice {
   /** The cache mode: true for write-back, false for write-through (the `writeback` field). */
   get writeback(): boolean {
     return this.disk.config.writeback;
-  }
-
-  /** Backend operations started and not yet settled, across all queues. */
-  get pendingIo(): number {
-    return this.inFlight;
   }
 
   attach(host: DeviceHost): void {
@@ -129,6 +133,21 @@ export class VirtioBlk implements VirtioDevice {
     this.serve(index, queue);
   }
 
+  /** The state a reset would lose: the cache mode and the negotiated features. Taken while no request is in flight. */
+  snapshot(): BlkSnapshot {
+    return { writeback: this.disk.config.writeback, features: this.disk.features?.toString(16) ?? null };
+  }
+
+  /** Restores a {@link BlkSnapshot} into a reset device, before activation. Throws on a malformed state. */
+  restore(state: unknown): void {
+    const s = state as Partial<BlkSnapshot> | null;
+    if (typeof s !== 'object' || s === null || typeof s.writeback !== 'boolean' || (s.features !== null && (typeof s.features !== 'string' || !/^[0-9a-f]{1,32}$/.test(s.features)))) {
+      throw new Error('virtio-blk: malformed snapshot');
+    }
+    if (s.features !== null) this.disk.negotiate(BigInt(`0x${s.features}`));
+    this.disk.config.writeback = s.writeback;
+  }
+
   /**
    * Resizes the backend to `bytes` (when given), then updates `capacity` and
    * sends a configuration change notification (spec 5.2.6.3) if it changed.
@@ -152,7 +171,7 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   private serve(index: number, queue: Virtqueue): void {
-    const served = new RequestQueue(queue, this.disk, this.counter);
+    const served = new RequestQueue(queue, this.disk, this.queueHost);
     this.queues.get(index)?.stop();
     this.queues.set(index, served);
     // Requests made available before the queue was served are taken now.

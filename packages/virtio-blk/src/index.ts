@@ -10,4 +10,4 @@ export {
   type RangeCommandLimits,
   type VirtioBlkOptions,
 } from './options.js';
-export { VirtioBlk } from './device.js';
+export { VirtioBlk, type BlkSnapshot } from './device.js';

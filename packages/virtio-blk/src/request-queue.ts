@@ -2,16 +2,27 @@ import { ChainFault, type DescriptorChain, type Virtqueue } from '@virtio-ts/vir
 import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK } from './constants.js';
 import { startRequest, type DiskState } from './request.js';
 
-/** Runs `callback` in a later turn of the event loop, after pending I/O: setImmediate in Node, a timer elsewhere. */
-const later: (callback: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
-    ? (callback) => (globalThis as unknown as { setImmediate: (cb: () => void) => void }).setImmediate(callback)
-    : (callback) => setTimeout(callback, 0);
+const setImmediateFn = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
 
-/** Counts backend operations in flight across a device's queues, for {@link RequestQueue}. */
-export interface InFlightCounter {
+/**
+ * Runs `callback` once the I/O completions at hand have been delivered. In
+ * Node, setImmediate: the check phase follows the poll phase, which delivers
+ * every completed operation, so a batch is one loop turn. Elsewhere (browsers,
+ * where backends complete in promise jobs) a microtask.
+ */
+const afterIo: (callback: () => void) => void = setImmediateFn === undefined ? queueMicrotask : (callback) => setImmediateFn(callback);
+
+/** Runs `callback` in a later turn of the event loop, letting other work run first. */
+const nextTurn: (callback: () => void) => void = setImmediateFn === undefined ? (callback) => setTimeout(callback, 0) : (callback) => setImmediateFn(callback);
+
+/** What a {@link RequestQueue} reports to its device. */
+export interface RequestQueueHost {
+  /** A backend operation started. */
   started(): void;
+  /** A backend operation settled. */
   finished(): void;
+  /** The queue hit a device bug (never a guest error) and stopped: set DEVICE_NEEDS_RESET. */
+  needsReset(reason: string): void;
 }
 
 /**
@@ -24,7 +35,7 @@ export interface InFlightCounter {
 export class RequestQueue {
   private readonly queue: Virtqueue;
   private readonly disk: DiskState;
-  private readonly counter: InFlightCounter;
+  private readonly host: RequestQueueHost;
   private flushScheduled = false;
   private drainScheduled = false;
   private stopped = false;
@@ -38,10 +49,10 @@ export class RequestQueue {
   };
 
   /** Serves `queue` for `disk`. */
-  constructor(queue: Virtqueue, disk: DiskState, counter: InFlightCounter) {
+  constructor(queue: Virtqueue, disk: DiskState, host: RequestQueueHost) {
     this.queue = queue;
     this.disk = disk;
-    this.counter = counter;
+    this.host = host;
   }
 
   /**
@@ -59,7 +70,7 @@ export class RequestQueue {
     }
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      later(this.drainNow);
+      nextTurn(this.drainNow);
     }
   }
 
@@ -86,32 +97,42 @@ export class RequestQueue {
       this.complete(chain, outcome);
       return;
     }
-    this.counter.started();
+    this.host.started();
     outcome.then(
       () => {
-        this.counter.finished();
+        this.host.finished();
         this.complete(chain, VIRTIO_BLK_S_OK);
       },
       () => {
-        this.counter.finished();
+        this.host.finished();
         this.complete(chain, VIRTIO_BLK_S_IOERR);
       },
     );
   }
 
-  /** Writes the status into the last writable byte; the used length covers the whole writable part. */
+  /**
+   * Writes the status into the last writable byte; the used length covers the
+   * whole writable part. Runs from promise callbacks, where a throw would
+   * become an unhandled rejection: a failure here stops the queue instead.
+   */
   private complete(chain: DescriptorChain, status: number): void {
     if (this.stopped) return;
-    const writer = chain.writer;
-    writer.skip(writer.remaining - 1);
-    writer.writeU8(status);
-    this.queue.addUsed(chain, chain.writableLength);
+    try {
+      const writer = chain.writer;
+      writer.skip(writer.remaining - 1);
+      writer.writeU8(status);
+      this.queue.addUsed(chain, chain.writableLength);
+    } catch (error) {
+      this.stop();
+      this.host.needsReset(`virtio-blk queue ${this.queue.index}: completing a request failed: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
     this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushNow);
+    afterIo(this.flushNow);
   }
 }

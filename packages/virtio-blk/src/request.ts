@@ -41,7 +41,7 @@ export interface DiskState {
   readonly readOnly: boolean;
   /** Logical block size in sectors: range commands must be aligned to it. */
   readonly blockSectors: number;
-  /** The driver negotiated VIRTIO_BLK_F_FLUSH (or is legacy and offered it). */
+  /** The driver negotiated VIRTIO_BLK_F_FLUSH: FLUSH requests are served. */
   readonly flushEnabled: boolean;
   /** Negotiated range commands' limits; undefined when not negotiated. */
   readonly discard: ResolvedRangeLimits | undefined;
@@ -90,9 +90,9 @@ export function startRequest(chain: DescriptorChain, disk: DiskState): RequestOu
       // A flush carrying data or a non-zero sector breaks only driver SHOULDs and MUSTs the device need not police.
       return flush(disk);
     case VIRTIO_BLK_T_GET_ID:
-      if (outBytes !== 0 || inBytes < VIRTIO_BLK_ID_BYTES) return IOERR;
+      // spec 5.2.6.1: the data MUST be 20 bytes.
+      if (outBytes !== 0 || inBytes !== VIRTIO_BLK_ID_BYTES) return IOERR;
       chain.writer.write(disk.serial);
-      chain.writer.fill(inBytes - VIRTIO_BLK_ID_BYTES);
       return VIRTIO_BLK_S_OK;
     case VIRTIO_BLK_T_GET_LIFETIME:
       return getLifetime(chain, disk, outBytes, inBytes);
@@ -126,7 +126,7 @@ function durable(disk: DiskState, write: Promise<void>): Promise<void> {
 function getLifetime(chain: DescriptorChain, disk: DiskState, outBytes: number, inBytes: number): RequestOutcome {
   const source = disk.lifetime;
   if (source === undefined) return VIRTIO_BLK_S_UNSUPP;
-  if (outBytes !== 0 || inBytes < VIRTIO_BLK_LIFETIME_BYTES) return IOERR;
+  if (outBytes !== 0 || inBytes !== VIRTIO_BLK_LIFETIME_BYTES) return IOERR;
   const lifetime = source();
   // spec 5.2.6.3: the device must not send reserved values.
   if (lifetimeProblem(lifetime) !== undefined) return IOERR;
@@ -134,7 +134,6 @@ function getLifetime(chain: DescriptorChain, disk: DiskState, outBytes: number, 
   w.writeU16(lifetime.preEolInfo);
   w.writeU16(lifetime.deviceLifetimeEstTypA);
   w.writeU16(lifetime.deviceLifetimeEstTypB);
-  w.fill(inBytes - VIRTIO_BLK_LIFETIME_BYTES);
   return VIRTIO_BLK_S_OK;
 }
 

@@ -4,13 +4,15 @@ import {
   VIRTIO_BLK_F_CONFIG_WCE,
   VIRTIO_BLK_F_FLUSH,
   VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_S_IOERR,
   VIRTIO_BLK_S_OK,
   VIRTIO_BLK_T_FLUSH,
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
   BLK_RING_FEATURES,
 } from '../src/index.js';
-import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
+import type { CoreTransport } from '@virtio-ts/driver';
 import { CANARY, BlkGuest } from './guest.js';
 import { settle } from './gated-backend.js';
 import { TRANSPORTS, patterned, rig } from './setup.js';
@@ -85,6 +87,24 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     const c = await again.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
     expect(again.interrupts.queue).toBe(1);
+  });
+
+  const ringReset = (rig({ transport, guest: { packed } }).guest.features & featureBit(VIRTIO_F_RING_RESET)) !== 0n;
+  if (!ringReset) console.warn(`SKIP: the ${transport} transport does not carry VIRTIO_F_RING_RESET: no queue reset test over it`);
+  it.skipIf(!ringReset)('queue reset (VIRTIO_F_RING_RESET) with requests in flight: they are dropped, the re-enabled queue serves', async () => {
+    const { guest, gate, blk } = rig({ transport, guest: { packed } });
+    gate.hold = () => true;
+    void guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1, inLen: 512 });
+    await settle();
+    guest.resetQueue(0);
+    gate.hold = () => false;
+    gate.release();
+    await blk.settled();
+    await settle();
+    expect(guest.interrupts.queue).toBe(0);
+    const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 2, inLen: 512 });
+    expect(c.status).toBe(VIRTIO_BLK_S_OK);
+    expect(guest.interrupts.queue).toBe(1);
   });
 
   it('reset with requests in flight: their status bytes are never written', async () => {
@@ -221,6 +241,46 @@ describe('write-back cache (spec 5.2.6.2)', () => {
     expect(blk.writeback).toBe(true);
     BlkGuest.start(guest.transport);
     expect(blk.writeback).toBe(false);
+  });
+});
+
+describe('capacity (spec 5.2.6.3: the device may change it and then notifies)', () => {
+  it('resize(bytes) grows or shrinks the image; capacity and the config interrupt follow; an unchanged size is silent', async () => {
+    const { guest, blk, backend } = rig({ sectors: 16 });
+    await blk.resize(32 * 512);
+    expect(backend.size).toBe(32 * 512);
+    expect(guest.config(BlkConfigOffset.capacity, 8).getBigUint64(0, true)).toBe(32n);
+    expect(guest.interrupts.config).toBe(1);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 31, inLen: 512 })).status).toBe(VIRTIO_BLK_S_OK);
+    await blk.resize(32 * 512 + 100);
+    expect(guest.interrupts.config).toBe(1);
+    await blk.resize(8 * 512);
+    expect(blk.capacity).toBe(8);
+    expect(guest.interrupts.config).toBe(2);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 8, inLen: 512 })).status).toBe(VIRTIO_BLK_S_IOERR);
+  });
+});
+
+describe('snapshot and restore', () => {
+  it('the cache mode and negotiated features survive a restore; requests go on on the same rings', async () => {
+    const { guest, blk, gate, transport } = rig();
+    transport.writeConfig(BlkConfigOffset.writeback, new Uint8Array([0]));
+    await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 1, out: patterned(512, 1) });
+    const core = (transport as CoreTransport).core;
+    const saved = JSON.parse(JSON.stringify(core.snapshot())) as ReturnType<typeof core.snapshot>;
+    core.restore(saved);
+    expect(blk.writeback).toBe(false);
+    const before = gate.log.length;
+    expect((await guest.submit({ type: VIRTIO_BLK_T_OUT, sector: 2, out: patterned(512, 2) })).status).toBe(VIRTIO_BLK_S_OK);
+    expect(gate.log.slice(before)).toEqual(['write:start@1024', 'write:end@1024', 'flush:start@0', 'flush:end@0']);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 2, inLen: 512 })).data).toEqual(patterned(512, 2));
+  });
+
+  it('a malformed state is refused', () => {
+    const { blk } = rig();
+    for (const bad of [null, 1, {}, { writeback: 1, features: null }, { writeback: true, features: 'xyz' }, { writeback: true, features: 5 }]) {
+      expect(() => blk.restore(bad)).toThrow(/malformed snapshot/);
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreTransport } from '@virtio-ts/driver';
@@ -169,6 +169,19 @@ describe('I/O through the device on a file image', () => {
     const file = new Uint8Array(await readFile(path));
     expect(file.subarray(64 * 512, 64 * 512 + 8192)).toEqual(data);
     expect(file.subarray(80 * 512, 80 * 512 + 8192)).toEqual(data);
+  });
+
+  it('a backend error fails the request with IOERR: the image was truncated behind the device', async () => {
+    const path = await image('disk.img', patterned(MiB, 6));
+    const { guest } = await disk(path);
+    await truncate(path, MiB / 2);
+    const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1500, inLen: 4096 });
+    expect(c.status).toBe(VIRTIO_BLK_S_IOERR);
+    expect(c.len).toBe(4097);
+    // Across the new end: a short read, resumed, then the end of the file.
+    const across = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 1020, inLen: 4096, writableCuts: [1024] });
+    expect(across.status).toBe(VIRTIO_BLK_S_IOERR);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 })).status).toBe(VIRTIO_BLK_S_OK);
   });
 
   it('spec 5.2.6.3: resizing the image updates capacity and raises a configuration change interrupt', async () => {

@@ -72,6 +72,11 @@ export class GatedBackend implements BlockBackend {
     return this.run({ kind: 'writeZeroes', offset, length }, () => this.inner.writeZeroes(offset, length, unmap));
   }
 
+  resize(size: number): Promise<void> {
+    if (this.inner.resize === undefined) throw new Error('the wrapped backend cannot be resized');
+    return this.inner.resize(size);
+  }
+
   private async run(op: Operation, body: () => Promise<void>): Promise<void> {
     if (this.hold(op)) await new Promise<void>((go) => this.waiting.push({ op, go }));
     this.log.push(`${op.kind}:start@${op.offset}`);

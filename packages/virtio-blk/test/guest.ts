@@ -3,7 +3,7 @@
  * over any DriverTransport, and requests laid out in guest memory with any
  * descriptor framing, through the ring drivers of @virtio-ts/virtqueue/testing.
  */
-import type { DriverTransport } from '@virtio-ts/driver';
+import { legacyPciQueueLayout, type DriverTransport } from '@virtio-ts/driver';
 import {
   DeviceStatus,
   RING_EVENT_FLAGS_DESC,
@@ -13,12 +13,14 @@ import {
   VIRTIO_F_RING_PACKED,
   hasFeature,
   featureBit,
+  splitRingSizes,
+  type QueueConfig,
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing, type GuestBuffer } from '@virtio-ts/virtqueue/testing';
 import { BlkConfigOffset, VIRTIO_BLK_F_MQ } from '../src/index.js';
 
-/** Guest memory in [0x1000, this) is left to the transport (CCW channel programs); the guest's rings start here. */
-export const TRANSPORT_AREA_END = 0x8000;
+/** The first page is left to the platform (CCW channel programs); the guest's rings start here. */
+const RINGS_START = 0x1000;
 
 /** Options for {@link BlkGuest.start}. */
 export interface GuestOptions {
@@ -31,7 +33,14 @@ export interface GuestOptions {
   readonly accept?: bigint;
   /** Queue size; defaults to the device maximum. */
   readonly queueSize?: number;
-  /** Where buffers go: [start, end) of guest memory. Rings go below `start`, above the transport's area. */
+  /**
+   * A legacy (pre-1.0) driver on a transitional transport: no FEATURES_OK,
+   * split rings of the maximum size in the legacy layout (spec 2.7.2).
+   */
+  readonly legacy?: boolean;
+  /** Runs just before DRIVER_OK (e.g. to write the configuration space). */
+  readonly beforeDriverOk?: (transport: DriverTransport) => void;
+  /** Where buffers go: [start, end) of guest memory. Rings go below `start`, above the first page. */
   readonly bufferWindow?: readonly [number, number];
 }
 
@@ -69,6 +78,8 @@ export interface GuestCompletion {
 
 /** Bytes the writable part is filled with before submission, to tell written from untouched. */
 export const CANARY = 0xa5;
+
+const EMPTY = new Uint8Array(0);
 
 interface Pending {
   readonly writable: GuestBuffer[];
@@ -111,15 +122,20 @@ export class BlkGuest {
     const wanted = options.accept ?? (options.packed === true ? offered : offered & ~packedBit) & ~featureBit(VIRTIO_F_IN_ORDER);
     const features = offered & wanted;
     transport.writeDriverFeatures(features);
-    transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
-    if ((transport.getStatus() & DeviceStatus.FEATURES_OK) === 0) throw new Error('device refused FEATURES_OK');
+    const legacy = options.legacy === true;
+    const negotiated = legacy ? 0 : DeviceStatus.FEATURES_OK;
+    if (!legacy) {
+      transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+      if ((transport.getStatus() & DeviceStatus.FEATURES_OK) === 0) throw new Error('device refused FEATURES_OK');
+    }
     const guest = new BlkGuest(transport, features, window);
     const queues = hasFeature(features, VIRTIO_BLK_F_MQ) ? new DataView(transport.readConfig(BlkConfigOffset.numQueues, 2).buffer).getUint16(0, true) : 1;
-    const ringAlloc = new GuestAllocator(TRANSPORT_AREA_END, window[0], { seed: 5, maxGap: 0 });
+    const ringAlloc = new GuestAllocator(RINGS_START, window[0], { seed: 5, maxGap: 0 });
     const packed = hasFeature(features, VIRTIO_F_RING_PACKED);
     for (let q = 0; q < queues; q++) {
-      const size = Math.min(options.queueSize ?? transport.queueMaxSize(q), transport.queueMaxSize(q));
-      const config = packed ? placePackedRing(ringAlloc, size) : placeSplitRing(ringAlloc, size);
+      const max = transport.queueMaxSize(q);
+      const size = legacy ? max : Math.min(options.queueSize ?? max, max);
+      const config = legacy ? placeLegacyRing(ringAlloc, size) : packed ? placePackedRing(ringAlloc, size) : placeSplitRing(ringAlloc, size);
       const ring = packed ? new PackedRingDriver(memory, config, { eventIdx: guest.eventIdx }) : new SplitRingDriver(memory, config, { eventIdx: guest.eventIdx });
       if (!transport.setupQueue(q, config)) throw new Error(`device refused queue ${q}`);
       guest.rings.push(ring);
@@ -136,7 +152,8 @@ export class BlkGuest {
       if (cause.index !== undefined) guest.reap(cause.index);
       else for (let q = 0; q < guest.rings.length; q++) guest.reap(q);
     });
-    transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+    options.beforeDriverOk?.(transport);
+    transport.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | negotiated | DeviceStatus.DRIVER_OK);
     return guest;
   }
 
@@ -206,6 +223,22 @@ export class BlkGuest {
     return promise;
   }
 
+  /**
+   * VIRTIO_F_RING_RESET (spec 2.6.1): resets queue `queue`, forgetting its
+   * pending requests, and sets it up again on a fresh ring at the same place.
+   */
+  resetQueue(queue: number): void {
+    const ring = this.rings[queue] as Ring;
+    this.transport.resetQueue(queue);
+    this.outstanding -= (this.pending[queue] as Map<number, Pending>).size;
+    (this.pending[queue] as Map<number, Pending>).clear();
+    this.taken[queue] = 0;
+    const fresh = ring instanceof SplitRingDriver ? new SplitRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx }) : new PackedRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx });
+    if (!this.transport.setupQueue(queue, ring.config)) throw new Error(`device refused queue ${queue} after its reset`);
+    this.rings[queue] = fresh;
+    this.armInterrupts(queue);
+  }
+
   /** Publishes added requests and notifies the device if it wants a notification. */
   kick(queue = 0): void {
     const ring = this.rings[queue] as Ring;
@@ -224,6 +257,10 @@ export class BlkGuest {
       if (p === undefined) throw new Error(`device used unknown id ${used.id} on queue ${queue}`);
       (this.pending[queue] as Map<number, Pending>).delete(used.id);
       this.outstanding--;
+      if (p.writable.length === 0) {
+        p.resolve({ status: undefined, len: used.len, data: EMPTY });
+        continue;
+      }
       const bytes = new Uint8Array(p.writable.reduce((n, b) => n + b.len, 0));
       let at = 0;
       for (const b of p.writable) {
@@ -241,6 +278,13 @@ export class BlkGuest {
     if (ring instanceof SplitRingDriver) ring.setUsedEvent(this.taken[queue] as number);
     else ring.setDriverEvent(RING_EVENT_FLAGS_DESC, ring.usedOffWrap);
   }
+}
+
+/** A split ring in the legacy layout: page-aligned, the used ring on the next page boundary (spec 2.7.2). */
+function placeLegacyRing(allocator: GuestAllocator, size: number): QueueConfig {
+  const probe = legacyPciQueueLayout(0, size);
+  const descAddr = allocator.alloc(probe.deviceAddr + splitRingSizes(size).used, 4096);
+  return legacyPciQueueLayout(descAddr, size);
 }
 
 /** struct virtio_blk_req's header: le32 type, le32 reserved, le64 sector. */

@@ -133,9 +133,12 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     expect(new TextDecoder().decode(c.data)).toBe('virtio-ts-disk-0001\0');
     const full = rig({ device: { serial: 'ABCDEFGHIJKLMNOPQRST' }, guest: { packed }, transport });
     expect(new TextDecoder().decode((await full.guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen: 20, writableCuts: [7] })).data)).toBe('ABCDEFGHIJKLMNOPQRST');
-    const short = await guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen: 19 });
-    expect(short.status).toBe(VIRTIO_BLK_S_IOERR);
-    expect(short.data.every((b) => b === CANARY)).toBe(true);
+    // spec 5.2.6.1: exactly 20 bytes.
+    for (const inLen of [19, 21, 4096]) {
+      const wrong = await guest.submit({ type: VIRTIO_BLK_T_GET_ID, inLen });
+      expect(wrong.status).toBe(VIRTIO_BLK_S_IOERR);
+      expect(wrong.data.every((b) => b === CANARY)).toBe(true);
+    }
   });
 
   it('spec 5.2.6: FLUSH completes OK', async () => {
@@ -263,5 +266,6 @@ describe('GET_LIFETIME (spec 5.2.6)', () => {
     figures = { preEolInfo: 0, deviceLifetimeEstTypA: 12, deviceLifetimeEstTypB: 0 };
     expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 6 })).status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 5 })).status).toBe(VIRTIO_BLK_S_IOERR);
+    expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 7 })).status).toBe(VIRTIO_BLK_S_IOERR);
   });
 });

@@ -1,7 +1,8 @@
 export * from './constants.js';
 export { GuestMemory, GuestMemoryError, GuestMemoryRegion, isRange, type MemoryAccess, type MemoryRegionInit } from './memory/guest-memory.js';
 export { ChainFault, chainFaultName } from './queue/fault.js';
-export { ChainReader, ChainUnderrunError, ChainWriter, type DescriptorChain } from './queue/chain.js';
+export type { DescriptorChain } from './queue/chain.js';
+export { ChainReader, ChainUnderrunError, ChainWriter } from './queue/cursor.js';
 export type { QueueConfig, QueueHooks, QueuePosition, Virtqueue } from './queue/virtqueue.js';
 export { createVirtqueue, queueConfigProblem, type CreateVirtqueueOptions } from './queue/create.js';
 export { splitRingSizes } from './queue/split.js';

@@ -22,6 +22,7 @@ export interface Libc {
   /** Returns the mapping's address, or 2^64-1 (MAP_FAILED). */
   mmap(length: number, prot: number, flags: number, fd: number, offset: number): bigint;
   munmap(address: bigint, length: number): number;
+  madvise(address: bigint, length: number, advice: number): number;
   eventfd(initval: number, flags: number): number;
   read(fd: number, buffer: Uint8Array, length: number): number;
   write(fd: number, buffer: Uint8Array, length: number): number;
@@ -43,8 +44,10 @@ export const O_RDWR_CLOEXEC = 0o2 | 0o2000000;
 export const PROT_RW = 0x1 | 0x2;
 /** MAP_SHARED. */
 export const MAP_SHARED = 0x01;
-/** MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE: guest RAM, committed page by page as the guest touches it. */
-export const MAP_GUEST_RAM = 0x01 | 0x20 | 0x4000;
+/** MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE: guest RAM, committed page by page as the guest touches it. */
+export const MAP_GUEST_RAM = 0x02 | 0x20 | 0x4000;
+/** MADV_DONTNEED: drop a private mapping's pages; the range stays mapped and reads back zeros. */
+export const MADV_DONTNEED = 4;
 /** The address mmap returns on failure, (void *)-1. */
 export const MAP_FAILED = 0xffffffffffffffffn;
 /** EFD_CLOEXEC | EFD_NONBLOCK. */
@@ -66,6 +69,7 @@ export function libc(): Libc {
   const ioctlPtr = lib.func('int ioctl(int fd, unsigned long request, void *arg)');
   const mmap = lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
   const munmap = lib.func('int munmap(uintptr_t addr, size_t length)');
+  const madvise = lib.func('int madvise(uintptr_t addr, size_t length, int advice)');
   const epollWait = lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
   loaded = {
     koffi,
@@ -75,9 +79,10 @@ export function libc(): Libc {
     ioctlPtr: (fd, request, arg) => ioctlPtr(fd, request, arg) as number,
     mmap: (length, prot, flags, fd, offset) => koffi.address(mmap(null, length, prot, flags, fd, offset)),
     munmap: (address, length) => munmap(address, length) as number,
+    madvise: (address, length, advice) => madvise(address, length, advice) as number,
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
-    read: lib.func('ssize_t read(int fd, void *buf, size_t count)'),
-    write: lib.func('ssize_t write(int fd, const void *buf, size_t count)'),
+    read: lib.func('intptr_t read(int fd, void *buf, size_t count)'),
+    write: lib.func('intptr_t write(int fd, const void *buf, size_t count)'),
     gettid: lib.func('int gettid()'),
     tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
     epollCreate1: lib.func('int epoll_create1(int flags)'),

@@ -79,6 +79,7 @@ export class VcpuThread {
       this.worker.on('error', (error) => (result = { kind: 'error', message: `vCPU thread failed: ${error.message}` }));
       this.worker.on('exit', () => {
         this.ended = true;
+        Atomics.notify(this.mailbox, MAILBOX.state);
         if (--kickUsers === 0) process.off(KICK_SIGNAL, kickHandler);
         c.munmap(this.runAddress, this.runSize);
         c.close(this.fd);
@@ -109,7 +110,7 @@ export class VcpuThread {
   private async serve(): Promise<void> {
     const mailbox = this.mailbox;
     while (!this.ended) {
-      const wait = Atomics.waitAsync(mailbox, MAILBOX.state, STATE.RUNNING, 100);
+      const wait = Atomics.waitAsync(mailbox, MAILBOX.state, STATE.RUNNING);
       if (wait.async) await wait.value;
       if (Atomics.load(mailbox, MAILBOX.state) !== STATE.EXIT) continue;
       this.complete();

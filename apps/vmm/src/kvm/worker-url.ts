@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
@@ -11,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 export function startWorker(name: string, workerData: unknown): Worker {
   const here = import.meta.url;
   if (!here.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, here), { workerData });
-  const tsx = createRequire(here).resolve('tsx/esm/api');
+  const tsx = join(dirname(createRequire(here).resolve('tsx/package.json')), 'dist/esm/api/index.mjs');
   const target = new URL(`./${name}.ts`, here).href;
   const bootstrap = `import(${JSON.stringify(pathToFileURL(tsx).href)}).then((api) => api.tsImport(${JSON.stringify(target)}, ${JSON.stringify(here)}))`;
   return new Worker(bootstrap, { eval: true, workerData });

@@ -1,11 +1,11 @@
 import { GuestMemory } from '@virtio-ts/virtqueue';
 import { KvmError } from '../kvm/errors.js';
-import { MAP_FAILED, MAP_GUEST_RAM, PROT_RW, libc } from '../kvm/libc.js';
+import { MADV_DONTNEED, MAP_FAILED, MAP_GUEST_RAM, PROT_RW, libc } from '../kvm/libc.js';
 import type { Vm } from '../kvm/vm.js';
 import { ramBlocks, type RamBlock } from '../platform/layout.js';
 
 /**
- * Guest RAM: one shared anonymous mapping, registered with KVM as one memory
+ * Guest RAM: one private anonymous mapping, registered with KVM as one memory
  * slot per block and seen by devices as a {@link GuestMemory} whose regions
  * are zero-copy views of the same pages. Pages are committed as the guest
  * touches them (MAP_NORESERVE).
@@ -19,7 +19,7 @@ export class GuestRam {
   readonly size: number;
   /** Host address of the mapping. */
   readonly hostAddress: bigint;
-  private unmapped = false;
+  private released = false;
 
   /** Maps `size` bytes and registers them with `vm`. */
   constructor(vm: Vm, size: number) {
@@ -38,10 +38,16 @@ export class GuestRam {
     this.memory = new GuestMemory(regions);
   }
 
-  /** Unmaps the RAM; the VM must be closed first. */
+  /**
+   * Gives the RAM's pages back to the host. The range stays mapped (reading
+   * zeros) rather than being unmapped, because views of it may outlive the
+   * machine in JavaScript objects (a device's late I/O completion), and
+   * touching an unmapped view would crash the process instead of being
+   * harmless.
+   */
   release(): void {
-    if (this.unmapped) return;
-    this.unmapped = true;
-    libc().munmap(this.hostAddress, this.size);
+    if (this.released) return;
+    this.released = true;
+    libc().madvise(this.hostAddress, this.size, MADV_DONTNEED);
   }
 }

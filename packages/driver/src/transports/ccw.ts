@@ -50,7 +50,7 @@ export interface CcwHypercallRegisters {
 export interface CcwDriverTransportOptions {
   /**
    * Where the driver puts its channel programs, their data and its indicators
-   * (a few KiB). Must lie below 2 GiB: CCW data addresses are 31 bits.
+   * (under 400 bytes). Must lie below 2 GiB: CCW data addresses are 31 bits.
    */
   readonly allocator: GuestAllocator;
   /** The subchannel ID word, passed in GPR 2 of DIAGNOSE 0x500. */
@@ -95,8 +95,8 @@ const KVM_S390_VIRTIO_CCW_NOTIFY = 3n;
 const ADAPTER_ISC = 3;
 /** Where this driver's queue bits start in its indicator area: not at a byte boundary, to exercise bit numbering. */
 const ADAPTER_FIRST_BIT = 5;
-/** The largest configuration space the driver handles, and the size of its data area. */
-const DATA_SIZE = 4096;
+/** The largest configuration space the driver handles, and the size of its data area (Linux's VIRTIO_CCW_CONFIG_SIZE). */
+const DATA_SIZE = 256;
 /** Queues probed with READ_VQ_CONF (QEMU's VIRTIO_QUEUE_MAX). */
 const MAX_QUEUES = 1024;
 const WORD_LIMIT = 2 ** 31;
@@ -133,7 +133,7 @@ export class CcwDriverTransport implements DriverTransport {
   private readonly summaryIndicator: number;
   private adapterArea: number | undefined;
   private readonly controlUnitModel: number;
-  private readonly block = new DataView(new ArrayBuffer(40));
+  private readonly block = new DataView(new ArrayBuffer(32));
   private readonly ccw = new DataView(new ArrayBuffer(8));
   private handler: (cause: InterruptCause) => void = () => undefined;
   private indicators: 'classic' | 'adapter' | undefined;
@@ -143,7 +143,7 @@ export class CcwDriverTransport implements DriverTransport {
   private queues: number | undefined;
   private running = false;
   private adapterDeferred = false;
-  private config = new Uint8Array(0);
+  private config: Uint8Array = new Uint8Array(0);
   private generation = 0;
 
   /**
@@ -256,9 +256,8 @@ export class CcwDriverTransport implements DriverTransport {
     b.setUint16(14, config.size);
     b.setBigUint64(16, BigInt(config.driverAddr));
     b.setBigUint64(24, BigInt(config.deviceAddr));
-    b.setBigUint64(32, 0n);
-    this.putBlock(40);
-    return this.command(Command.SET_VQ, 40) === 'ok';
+    this.putBlock(32);
+    return this.command(Command.SET_VQ, 32) === 'ok';
   }
 
   resetQueue(): void {
@@ -276,17 +275,37 @@ export class CcwDriverTransport implements DriverTransport {
     if (result !== undefined && result >= 0n) this.cookie = result;
   }
 
-  /** Like Linux: READ_CONF of offset + length bytes from the start of the configuration space. */
+  /**
+   * Like Linux: READ_CONF of offset + length bytes from the start of the
+   * configuration space. Past its end the bytes are zeros; a range beyond the
+   * driver's 256-byte area is answered from the configuration's size when the
+   * space is smaller than that.
+   */
   readConfig(offset: number, length: number): Uint8Array {
     const total = this.configSpan(offset, length);
+    if (total > DATA_SIZE) {
+      const inside = Math.max(0, Math.min(length, this.configBeyondArea(offset, length).length - offset));
+      const bytes = new Uint8Array(length);
+      if (inside > 0) bytes.set(this.readConfig(offset, inside));
+      return bytes;
+    }
     this.memory.fill(this.dataAddress, total);
     this.configCommand(Command.READ_CONF, total);
     return this.data(total).slice(offset);
   }
 
-  /** Like Linux: the configuration space up to `offset` is read back, then WRITE_CONF sends it with `data` after it. */
+  /**
+   * Like Linux: the configuration space up to `offset` is read back, then
+   * WRITE_CONF sends it with `data` after it. Bytes past the end of the
+   * configuration space are not sent when they lie beyond the driver's area.
+   */
   writeConfig(offset: number, data: Uint8Array): void {
     const total = this.configSpan(offset, data.length);
+    if (total > DATA_SIZE) {
+      const inside = Math.max(0, Math.min(data.length, this.configBeyondArea(offset, data.length).length - offset));
+      if (inside > 0) this.writeConfig(offset, data.subarray(0, inside));
+      return;
+    }
     this.memory.fill(this.dataAddress, total);
     if (offset > 0) this.configCommand(Command.READ_CONF, offset);
     this.memory.write(this.dataAddress + offset, data);
@@ -299,12 +318,9 @@ export class CcwDriverTransport implements DriverTransport {
    * (spec 4.3.2.5).
    */
   configGeneration(): number {
-    this.memory.fill(this.dataAddress, DATA_SIZE);
-    this.expect(this.command(Command.READ_CONF, DATA_SIZE, CCW_FLAG_SLI), 'READ_CONF');
-    const size = DATA_SIZE - (this.lastResponse?.residualCount ?? DATA_SIZE);
-    const config = this.data(size);
+    const config = this.wholeConfig();
     if (config.length !== this.config.length || config.some((byte, i) => byte !== this.config[i])) {
-      this.config = config.slice();
+      this.config = config;
       this.generation++;
     }
     return this.generation;
@@ -381,12 +397,14 @@ export class CcwDriverTransport implements DriverTransport {
 
   /** Classic queue indicators (if registered) and the configuration indicator; each bit is cleared before it is acted on. */
   private scanClassic(): void {
-    if (this.indicators === 'classic') {
+    if (this.indicators === undefined) return;
+    if (this.indicators === 'classic' && this.memory.getU64(this.queueIndicators) !== 0n) {
       for (let bit = 0; bit < 64; bit++) {
+        // Bit n of the big-endian u64 is in byte 7 - n/8.
         if (takeBit(this.memory, this.queueIndicators + 7 - (bit >> 3), 1 << (bit & 7))) this.handler({ kind: 'queue', index: bit });
       }
     }
-    if (this.indicators !== undefined && takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
+    if (takeBit(this.memory, this.configIndicators + 7, 1)) this.handler({ kind: 'config' });
   }
 
   /** spec 4.3.3.1.2.2: the summary indicator is cleared before the queue indicators are processed. */
@@ -408,11 +426,26 @@ export class CcwDriverTransport implements DriverTransport {
   }
 
   private configSpan(offset: number, length: number): number {
-    const total = offset + length;
-    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0 || total > DATA_SIZE) {
-      throw new RangeError(`configuration access of ${length} bytes at ${offset} is outside the driver's ${DATA_SIZE}-byte area`);
+    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
+      throw new RangeError(`configuration access of ${length} bytes at ${offset}`);
     }
-    return total;
+    return offset + length;
+  }
+
+  /** The whole configuration space, for an access that reaches past the driver's area; throws if the space fills the area. */
+  private configBeyondArea(offset: number, length: number): Uint8Array {
+    const config = this.wholeConfig();
+    if (config.length === DATA_SIZE) {
+      throw new RangeError(`configuration access of ${length} bytes at ${offset} is beyond the driver's ${DATA_SIZE}-byte area`);
+    }
+    return config;
+  }
+
+  /** The configuration space, up to the driver's area: READ_CONF with SLI, whose residual count tells the size. */
+  private wholeConfig(): Uint8Array {
+    this.memory.fill(this.dataAddress, DATA_SIZE);
+    this.expect(this.command(Command.READ_CONF, DATA_SIZE, CCW_FLAG_SLI), 'READ_CONF');
+    return this.data(DATA_SIZE - (this.lastResponse?.residualCount ?? DATA_SIZE));
   }
 
   /**

@@ -139,12 +139,16 @@ abstract class PciDriverBase {
   readonly fn: PciFunctionAccess;
   /** BARs as assigned, by number. */
   readonly bars: (AssignedBar | undefined)[] = [];
+  /** MSI messages to an address or with data the driver never programmed. */
+  spurious = 0;
   /** Vector of configuration changes, when MSI-X is in use. */
   protected configVector = NO_VECTOR;
   /** Vector each queue is mapped to. */
   protected readonly queueVectors = new Map<number, number>();
   /** MSI-X vectors in use (0: INTx). */
   protected vectorsInUse = 0;
+  /** Vectors for one per queue plus configuration changes, counted when MSI-X was set up. */
+  private vectorsNeeded = 0;
   protected readonly caps: VirtioCaps;
   private readonly msiAddress: number;
   private handler: (cause: InterruptCause) => void = () => undefined;
@@ -163,7 +167,10 @@ abstract class PciDriverBase {
    * receives it: the data names the vector, the vector the events mapped to it.
    */
   deliverMsi(address: number, data: number): void {
-    if (address !== this.msiAddress || data >= this.vectorsInUse) throw new Error(`MSI to 0x${address.toString(16)} data ${data} was never programmed`);
+    if (address !== this.msiAddress || data >= this.vectorsInUse) {
+      this.spurious++;
+      return;
+    }
     if (data === this.configVector) this.handler({ kind: 'config' });
     const queues = [...this.queueVectors].filter(([, vector]) => vector === data).map(([index]) => index);
     if (queues.length === 1) this.handler({ kind: 'queue', index: queues[0] });
@@ -202,7 +209,8 @@ abstract class PciDriverBase {
     }
     const fn = this.fn;
     const tableSize = (fn.configRead(msix + 2, 2) & 0x7ff) + 1;
-    this.vectorsInUse = Math.min(tableSize, this.vectorsWanted(), options.maxVectors ?? Infinity);
+    this.vectorsNeeded = this.vectorsWanted();
+    this.vectorsInUse = Math.min(tableSize, this.vectorsNeeded, options.maxVectors ?? Infinity);
     const table = fn.configRead(msix + 4, 4);
     const tableBar = this.bars[table & 7];
     if (tableBar === undefined) throw new Error('the MSI-X table is in an unassigned BAR');
@@ -225,7 +233,7 @@ abstract class PciDriverBase {
    */
   protected vectorFor(index: number): number {
     if (this.vectorsInUse === 0) return NO_VECTOR;
-    if (this.vectorsInUse >= this.vectorsWanted()) return 1 + index;
+    if (this.vectorsInUse >= this.vectorsNeeded) return 1 + index;
     return this.vectorsInUse >= 2 ? 1 : 0;
   }
 

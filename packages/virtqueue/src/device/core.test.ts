@@ -244,6 +244,17 @@ describe('VirtioCore: device status (spec 2.1, 3.1)', () => {
     expect(r.core.status).toBe(ACKNOWLEDGE | DRIVER | FAILED);
   });
 
+  it('spec 3.4: SUSPEND (16; VIRTIO_F_SUSPEND is never offered) and reserved status bits are ignored', () => {
+    const SUSPEND = 16;
+    const r = rig();
+    r.core.writeStatus(ACKNOWLEDGE | SUSPEND | 0x20);
+    expect(r.core.status).toBe(ACKNOWLEDGE);
+    bringUp(r);
+    r.core.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | SUSPEND);
+    expect(r.core.status).toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    expect(r.device.resets).toBe(0);
+  });
+
   it('spec 2.1: the driver cannot set DEVICE_NEEDS_RESET, nor clear it by rewriting status', () => {
     const r = rig();
     r.core.writeStatus(ACKNOWLEDGE | DEVICE_NEEDS_RESET);

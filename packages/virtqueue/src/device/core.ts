@@ -32,6 +32,14 @@ const QUEUE_FEATURES =
   featureBit(VIRTIO_F_RING_PACKED) |
   featureBit(VIRTIO_F_IN_ORDER);
 
+/**
+ * The status bits a driver may set. DEVICE_NEEDS_RESET is the device's; SUSPEND
+ * (16) needs VIRTIO_F_SUSPEND, which is never offered (spec 3.4); the rest are
+ * reserved.
+ */
+const DRIVER_STATUS_BITS =
+  DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK | DeviceStatus.FAILED;
+
 /** A queue's configuration as the driver programs it through a transport. */
 export interface QueueSlot {
   /** Largest size the device supports; 0 means the queue does not exist. */
@@ -210,7 +218,7 @@ export class VirtioCore {
       return;
     }
     const old = this.statusValue;
-    const wanted = value & ~DeviceStatus.DEVICE_NEEDS_RESET;
+    const wanted = value & DRIVER_STATUS_BITS;
     const added = wanted & ~old;
     if ((old & ~DeviceStatus.DEVICE_NEEDS_RESET & ~wanted) !== 0 || !this.inSequence(wanted)) {
       this.violations.status++;

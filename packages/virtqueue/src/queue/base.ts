@@ -67,9 +67,7 @@ export abstract class VirtqueueBase implements Virtqueue {
   }
 
   undoPop(chain: DescriptorChain): void {
-    if (chain !== this.lastPopped || this.lastPopped === null) {
-      throw new Error('undoPop: only the chain returned by the latest pop() can be given back');
-    }
+    if (chain !== this.lastPopped || this.lastPopped === null) misuse('undoPop: only the chain returned by the latest pop() can be given back');
     const c = this.lastPopped;
     this.lastPopped = null;
     if (this.detached) return;
@@ -80,23 +78,15 @@ export abstract class VirtqueueBase implements Virtqueue {
 
   addUsed(chain: DescriptorChain, len: number): void {
     const c = chain as Chain;
-    if (c.owner !== this || !c.inFlight) {
-      throw new Error('addUsed: the chain was not popped from this queue, or was already completed');
-    }
+    if (c.owner !== this || !c.inFlight) misuse('addUsed: the chain was not popped from this queue, or was already completed');
     if (c === this.lastPopped) this.lastPopped = null;
-    if (this.detached) {
-      this.release(c);
-      return;
-    }
     const written = len > 0 ? Math.min(Math.trunc(len), c.writableLength) : 0;
-    if (!this.inOrder || c.seq === this.completeSeq) {
+    if (this.detached) this.release(c);
+    else if (this.inOrder) this.completeInOrder(c, written);
+    else {
       this.writeUsed(c, written);
-      this.completeSeq = c.seq + 1;
       this.release(c);
-      if (this.inOrder) this.releaseHeld();
-      return;
     }
-    this.hold(c, written);
   }
 
   flush(): boolean {
@@ -133,10 +123,7 @@ export abstract class VirtqueueBase implements Virtqueue {
   /** A pooled chain, cleared and marked in flight. */
   protected takeChain(id: number): Chain {
     const chain = this.pool.pop() ?? new Chain(this, this.memory);
-    chain.begin(id);
-    chain.inFlight = true;
-    chain.seq = this.popSeq;
-    this.popSeq++;
+    chain.begin(id, this.popSeq++);
     this.inFlight++;
     return chain;
   }
@@ -187,6 +174,18 @@ export abstract class VirtqueueBase implements Virtqueue {
     this.pool.push(c);
   }
 
+  /** VIRTIO_F_IN_ORDER: a chain is used only once every chain popped before it has been (spec 2.7.9, 2.8.8). */
+  private completeInOrder(c: Chain, len: number): void {
+    if (c.seq !== this.completeSeq) {
+      this.hold(c, len);
+      return;
+    }
+    this.writeUsed(c, len);
+    this.completeSeq = c.seq + 1;
+    this.release(c);
+    this.releaseHeld();
+  }
+
   private hold(c: Chain, len: number): void {
     if (this.heldLen === undefined) {
       this.heldLen = new Uint32Array(this.size);
@@ -210,4 +209,9 @@ export abstract class VirtqueueBase implements Virtqueue {
       this.release(c);
     }
   }
+}
+
+/** A device-side programming error (not a guest one): the API was used against its contract. */
+function misuse(message: string): never {
+  throw new Error(message);
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mustPop, pattern, ringFixture } from '../../test/harness.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { ChainUnderrunError } from './chain.js';
+import { ChainUnderrunError } from './cursor.js';
 
 /** [0, 64 KiB) and [64 KiB, 128 KiB) as two adjacent regions on separate buffers, then a ROM after a hole. */
 function splitMemory(shared: boolean): GuestMemory {

@@ -1,17 +1,10 @@
 import type { GuestMemory, GuestMemoryRegion } from '../memory/guest-memory.js';
+import { ChainReader, ChainWriter } from './cursor.js';
 import { ChainFault } from './fault.js';
 
 const MAX_CHAIN_BYTES = 0xffffffff;
 const INITIAL_SEGMENTS = 4;
-
-/** Thrown by a chain reader or writer asked to go past the end of its part of the chain. */
-export class ChainUnderrunError extends RangeError {
-  /** Creates the error: `wanted` bytes were asked for, `remaining` were left. */
-  constructor(wanted: number, remaining: number, part: 'readable' | 'writable') {
-    super(`${wanted} bytes requested but only ${remaining} remain in the ${part} part of the chain`);
-    this.name = 'ChainUnderrunError';
-  }
-}
+const { NONE, LENGTH_OVERFLOW, READABLE_AFTER_WRITABLE, BUFFER_OUTSIDE_MEMORY } = ChainFault;
 
 /**
  * A descriptor chain popped from a virtqueue, validated once at pop time: every
@@ -55,12 +48,12 @@ export function descriptorAddress(lo: number, hi: number): number {
 /**
  * The pooled implementation of {@link DescriptorChain}. Buffers are stored as
  * segments (region index, offset in region, length), split at region edges, in
- * typed arrays that grow to the longest chain seen and are then reused.
+ * one typed array that grows to the longest chain seen and is then reused.
  * @internal
  */
 export class Chain implements DescriptorChain {
   id = 0;
-  fault: ChainFault = ChainFault.NONE;
+  fault: ChainFault = NONE;
   readableLength = 0;
   writableLength = 0;
   descriptorCount = 0;
@@ -76,11 +69,11 @@ export class Chain implements DescriptorChain {
   readonly writer: ChainWriter;
   readonly memory: GuestMemory;
   readonly regions: readonly GuestMemoryRegion[];
-  segRegion = new Uint16Array(INITIAL_SEGMENTS);
-  segOffset = new Float64Array(INITIAL_SEGMENTS);
-  segLen = new Uint32Array(INITIAL_SEGMENTS);
+  /** Segment i is [3i] region index, [3i + 1] offset in the region, [3i + 2] length. */
+  segs = new Float64Array(3 * INITIAL_SEGMENTS);
   segCount = 0;
-  readableCount = 0;
+  /** Segments before the first device-writable one, once one was seen. */
+  private readableCount = 0;
   private sawWritable = false;
   /*
    * The region the last buffer fell in, as plain numbers: nearly every buffer
@@ -100,16 +93,16 @@ export class Chain implements DescriptorChain {
     this.writer = new ChainWriter(this);
   }
 
-  /** Clears the chain for a new pop. */
-  begin(id: number): void {
+  /** Clears the chain for a new pop and marks it in flight. */
+  begin(id: number, seq: number): void {
     this.id = id;
-    this.fault = ChainFault.NONE;
+    this.seq = seq;
+    this.inFlight = true;
+    this.fault = NONE;
     this.readableLength = 0;
     this.writableLength = 0;
     this.descriptorCount = 0;
-    this.ringSlots = 1;
     this.segCount = 0;
-    this.readableCount = 0;
     this.sawWritable = false;
   }
 
@@ -121,39 +114,44 @@ export class Chain implements DescriptorChain {
    */
   addBuffer(lo: number, hi: number, len: number, writable: boolean): ChainFault {
     this.descriptorCount++;
-    const total = this.readableLength + this.writableLength + len;
-    if (total > MAX_CHAIN_BYTES) return ChainFault.LENGTH_OVERFLOW;
-    if (writable) {
-      this.sawWritable = true;
-      this.writableLength += len;
-    } else {
-      if (this.sawWritable) return ChainFault.READABLE_AFTER_WRITABLE;
+    if (this.readableLength + this.writableLength + len > MAX_CHAIN_BYTES) return LENGTH_OVERFLOW;
+    if (!writable) {
+      if (this.sawWritable) return READABLE_AFTER_WRITABLE;
       this.readableLength += len;
+    } else {
+      if (!this.sawWritable) this.firstWritable();
+      this.writableLength += len;
     }
-    if (len === 0) return ChainFault.NONE;
-    if (hi > MAX_ADDR_HI) return ChainFault.BUFFER_OUTSIDE_MEMORY;
-    // Exact: addr < 2^53 and len < 2^32, and a sum that rounds is above every region's end.
+    if (len === 0) return NONE;
+    // With hi above MAX_ADDR_HI the sum may round, but it stays at or above 2^53, beyond every
+    // region, so the comparisons below are exact where they can succeed.
     const addr = hi * TWO_32 + lo;
     if (addr >= this.hitStart && addr + len <= this.hitEnd && (this.hitWritable || !writable)) {
-      this.pushSegment(this.hitIndex, addr - this.hitStart, len, writable);
-      return ChainFault.NONE;
+      this.pushSegment(this.hitIndex, addr - this.hitStart, len);
+      return NONE;
     }
-    return this.addBufferSlow(addr, len, writable);
+    return this.addBufferSlow(hi > MAX_ADDR_HI ? -1 : addr, len, writable);
   }
 
   /** Marks the chain faulted and drops whatever buffers it had gathered. */
   refuse(fault: ChainFault): void {
     this.fault = fault;
     this.segCount = 0;
-    this.readableCount = 0;
+    this.sawWritable = false;
     this.readableLength = 0;
     this.writableLength = 0;
   }
 
   /** Resets both cursors to the start of their parts; called once the chain is complete. */
   rewind(): void {
-    this.reader.reset(0, this.readableCount, this.readableLength);
-    this.writer.reset(this.readableCount, this.segCount, this.writableLength);
+    const readable = this.sawWritable ? this.readableCount : this.segCount;
+    this.reader.reset(0, this.readableLength);
+    this.writer.reset(readable, this.writableLength);
+  }
+
+  private firstWritable(): void {
+    this.sawWritable = true;
+    this.readableCount = this.segCount;
   }
 
   /** A buffer outside the cached region: look it up, and split it where it crosses into an adjacent region. */
@@ -167,295 +165,29 @@ export class Chain implements DescriptorChain {
       this.hitStart = region.guestAddress;
       this.hitEnd = region.end;
       this.hitWritable = !region.readonly;
-      this.pushSegment(index, addr - region.guestAddress, len, writable);
-      return ChainFault.NONE;
+      this.pushSegment(index, addr - region.guestAddress, len);
+      return NONE;
     }
-    if (!memory.checkRange(addr, len, access)) return ChainFault.BUFFER_OUTSIDE_MEMORY;
-    let cursor = addr;
-    const end = addr + len;
-    while (cursor < end) {
+    if (!memory.checkRange(addr, len, access)) return BUFFER_OUTSIDE_MEMORY;
+    for (let cursor = addr, end = addr + len; cursor < end; ) {
       const region = memory.regionAt(cursor) as GuestMemoryRegion;
       const stop = Math.min(end, region.end);
-      this.pushSegment(this.regions.indexOf(region), cursor - region.guestAddress, stop - cursor, writable);
+      this.pushSegment(this.regions.indexOf(region), cursor - region.guestAddress, stop - cursor);
       cursor = stop;
     }
-    return ChainFault.NONE;
+    return NONE;
   }
 
-  private pushSegment(region: number, offset: number, len: number, writable: boolean): void {
-    const n = this.segCount;
-    if (n === this.segLen.length) this.grow();
-    this.segRegion[n] = region;
-    this.segOffset[n] = offset;
-    this.segLen[n] = len;
-    this.segCount = n + 1;
-    if (!writable) this.readableCount = n + 1;
-  }
-
-  private grow(): void {
-    const capacity = this.segLen.length * 2;
-    const region = new Uint16Array(capacity);
-    region.set(this.segRegion);
-    const offset = new Float64Array(capacity);
-    offset.set(this.segOffset);
-    const len = new Uint32Array(capacity);
-    len.set(this.segLen);
-    this.segRegion = region;
-    this.segOffset = offset;
-    this.segLen = len;
-  }
-}
-
-/** Shared cursor logic over a run of a chain's segments. */
-abstract class ChainCursor {
-  /** Bytes consumed so far. */
-  position = 0;
-  /** Total bytes in this part of the chain. */
-  length = 0;
-  protected seg = 0;
-  protected segPos = 0;
-  protected end = 0;
-  protected readonly chain: Chain;
-  protected readonly scratch = new DataView(new ArrayBuffer(8));
-
-  /** @internal */
-  constructor(chain: Chain) {
-    this.chain = chain;
-  }
-
-  /** Bytes left after the cursor. */
-  get remaining(): number {
-    return this.length - this.position;
-  }
-
-  /** @internal */
-  reset(first: number, end: number, length: number): void {
-    this.seg = first;
-    this.segPos = 0;
-    this.end = end;
-    this.position = 0;
-    this.length = length;
-  }
-
-  /** Moves the cursor `n` bytes forward without touching them. */
-  skip(n: number): void {
-    this.need(n);
-    this.advance(n);
-  }
-
-  /**
-   * Zero-copy views of the next `len` bytes (all that remain by default), one per
-   * segment crossed, and moves past them.
-   */
-  slices(len: number = this.remaining): Uint8Array[] {
-    this.need(len);
-    const out: Uint8Array[] = [];
-    let left = len;
-    const c = this.chain;
-    while (left > 0) {
-      const seg = this.seg;
-      const take = Math.min(left, (c.segLen[seg] as number) - this.segPos);
-      const region = c.regions[c.segRegion[seg] as number] as GuestMemoryRegion;
-      const start = (c.segOffset[seg] as number) + this.segPos;
-      out.push(region.bytes.subarray(start, start + take));
-      this.advance(take);
-      left -= take;
+  private pushSegment(region: number, offset: number, len: number): void {
+    const i = 3 * this.segCount++;
+    let segs = this.segs;
+    if (i === segs.length) {
+      segs = new Float64Array(2 * i);
+      segs.set(this.segs);
+      this.segs = segs;
     }
-    return out;
-  }
-
-  protected abstract part(): 'readable' | 'writable';
-
-  protected need(n: number): void {
-    if (!(n >= 0 && n <= this.length - this.position)) {
-      throw new ChainUnderrunError(n, this.length - this.position, this.part());
-    }
-  }
-
-  /** The region view and byte offset of the cursor if `n` bytes fit in the current segment, else undefined. */
-  protected contiguous(n: number): DataView | undefined {
-    const c = this.chain;
-    const seg = this.seg;
-    if (seg < this.end && this.segPos + n <= (c.segLen[seg] as number)) {
-      return (c.regions[c.segRegion[seg] as number] as GuestMemoryRegion).view;
-    }
-    return undefined;
-  }
-
-  protected offset(): number {
-    return (this.chain.segOffset[this.seg] as number) + this.segPos;
-  }
-
-  protected advance(n: number): void {
-    const c = this.chain;
-    this.position += n;
-    let pos = this.segPos + n;
-    let seg = this.seg;
-    while (seg < this.end && pos >= (c.segLen[seg] as number)) {
-      pos -= c.segLen[seg] as number;
-      seg++;
-    }
-    this.seg = seg;
-    this.segPos = pos;
-  }
-
-  /** Moves `n` bytes between the chain and `scratch` (for values that straddle segments). */
-  protected copyScratch(n: number, toChain: boolean): DataView {
-    const bytes = new Uint8Array(this.scratch.buffer, 0, n);
-    let done = 0;
-    const c = this.chain;
-    while (done < n) {
-      const seg = this.seg;
-      const take = Math.min(n - done, (c.segLen[seg] as number) - this.segPos);
-      const region = c.regions[c.segRegion[seg] as number] as GuestMemoryRegion;
-      const start = (c.segOffset[seg] as number) + this.segPos;
-      if (toChain) region.bytes.set(bytes.subarray(done, done + take), start);
-      else bytes.set(region.bytes.subarray(start, start + take), done);
-      this.advance(take);
-      done += take;
-    }
-    return this.scratch;
-  }
-}
-
-/** Reads the device-readable part of a chain, front to back. */
-export class ChainReader extends ChainCursor {
-  /** Copies up to `dst.length` bytes into `dst`; returns how many were copied. */
-  read(dst: Uint8Array): number {
-    const n = Math.min(dst.length, this.remaining);
-    let done = 0;
-    const c = this.chain;
-    while (done < n) {
-      const seg = this.seg;
-      const take = Math.min(n - done, (c.segLen[seg] as number) - this.segPos);
-      const region = c.regions[c.segRegion[seg] as number] as GuestMemoryRegion;
-      const start = (c.segOffset[seg] as number) + this.segPos;
-      dst.set(region.bytes.subarray(start, start + take), done);
-      this.advance(take);
-      done += take;
-    }
-    return n;
-  }
-
-  /** Reads a byte. Throws {@link ChainUnderrunError} past the end. */
-  readU8(): number {
-    this.need(1);
-    const view = this.contiguous(1) as DataView;
-    const v = view.getUint8(this.offset());
-    this.advance(1);
-    return v;
-  }
-
-  /** Reads a little-endian u16. Throws {@link ChainUnderrunError} past the end. */
-  readU16(): number {
-    this.need(2);
-    const view = this.contiguous(2);
-    if (view === undefined) return this.copyScratch(2, false).getUint16(0, true);
-    const v = view.getUint16(this.offset(), true);
-    this.advance(2);
-    return v;
-  }
-
-  /** Reads a little-endian u32. Throws {@link ChainUnderrunError} past the end. */
-  readU32(): number {
-    this.need(4);
-    const view = this.contiguous(4);
-    if (view === undefined) return this.copyScratch(4, false).getUint32(0, true);
-    const v = view.getUint32(this.offset(), true);
-    this.advance(4);
-    return v;
-  }
-
-  /** Reads a little-endian u64. Throws {@link ChainUnderrunError} past the end. */
-  readU64(): bigint {
-    this.need(8);
-    const view = this.contiguous(8);
-    if (view === undefined) return this.copyScratch(8, false).getBigUint64(0, true);
-    const v = view.getBigUint64(this.offset(), true);
-    this.advance(8);
-    return v;
-  }
-
-  protected part(): 'readable' {
-    return 'readable';
-  }
-}
-
-/** Writes the device-writable part of a chain, front to back. */
-export class ChainWriter extends ChainCursor {
-  /** Bytes written so far: the length to report when completing the chain. */
-  get bytesWritten(): number {
-    return this.position;
-  }
-
-  /** Copies as much of `src` as fits; returns how many bytes were written. */
-  write(src: Uint8Array): number {
-    const n = Math.min(src.length, this.remaining);
-    let done = 0;
-    const c = this.chain;
-    while (done < n) {
-      const seg = this.seg;
-      const take = Math.min(n - done, (c.segLen[seg] as number) - this.segPos);
-      const region = c.regions[c.segRegion[seg] as number] as GuestMemoryRegion;
-      region.bytes.set(src.subarray(done, done + take), (c.segOffset[seg] as number) + this.segPos);
-      this.advance(take);
-      done += take;
-    }
-    return n;
-  }
-
-  /** Writes `n` copies of `value` (zero by default). Throws {@link ChainUnderrunError} past the end. */
-  fill(n: number, value = 0): void {
-    for (const part of this.slices(n)) part.fill(value);
-  }
-
-  /** Writes a byte. Throws {@link ChainUnderrunError} past the end. */
-  writeU8(value: number): void {
-    this.need(1);
-    (this.contiguous(1) as DataView).setUint8(this.offset(), value);
-    this.advance(1);
-  }
-
-  /** Writes a little-endian u16. Throws {@link ChainUnderrunError} past the end. */
-  writeU16(value: number): void {
-    this.need(2);
-    const view = this.contiguous(2);
-    if (view === undefined) {
-      this.scratch.setUint16(0, value, true);
-      this.copyScratch(2, true);
-      return;
-    }
-    view.setUint16(this.offset(), value, true);
-    this.advance(2);
-  }
-
-  /** Writes a little-endian u32. Throws {@link ChainUnderrunError} past the end. */
-  writeU32(value: number): void {
-    this.need(4);
-    const view = this.contiguous(4);
-    if (view === undefined) {
-      this.scratch.setUint32(0, value, true);
-      this.copyScratch(4, true);
-      return;
-    }
-    view.setUint32(this.offset(), value, true);
-    this.advance(4);
-  }
-
-  /** Writes a little-endian u64. Throws {@link ChainUnderrunError} past the end. */
-  writeU64(value: bigint): void {
-    this.need(8);
-    const view = this.contiguous(8);
-    if (view === undefined) {
-      this.scratch.setBigUint64(0, value, true);
-      this.copyScratch(8, true);
-      return;
-    }
-    view.setBigUint64(this.offset(), value, true);
-    this.advance(8);
-  }
-
-  protected part(): 'writable' {
-    return 'writable';
+    segs[i] = region;
+    segs[i + 1] = offset;
+    segs[i + 2] = len;
   }
 }

@@ -3,7 +3,7 @@ import { mustPop, packedFixture, splitFixture, type Fixture, type RingOptions } 
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../constants.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { PackedRingDriver, SplitRingDriver } from '../testing/index.js';
-import { ChainUnderrunError } from './chain.js';
+import { ChainUnderrunError } from './cursor.js';
 import { ChainFault, chainFaultName } from './fault.js';
 
 const { NEXT, WRITE, INDIRECT } = { NEXT: VIRTQ_DESC_F_NEXT, WRITE: VIRTQ_DESC_F_WRITE, INDIRECT: VIRTQ_DESC_F_INDIRECT };

@@ -15,6 +15,8 @@ import { ChainFault } from './fault.js';
 import { ringU16, ringU32 } from './ring-view.js';
 import type { QueueConfig, QueueHooks, QueuePosition } from './virtqueue.js';
 
+const { NONE, INDIRECT_NOT_NEGOTIATED, INDIRECT_WITH_NEXT } = ChainFault;
+
 /** Bytes of each packed-ring area for `size` entries (spec 2.8.10: 16*size, 4, 4). */
 export function packedRingSizes(size: number): { desc: number; driver: number; device: number } {
   return { desc: 16 * size, driver: 4, device: 4 };
@@ -41,6 +43,8 @@ export class PackedVirtqueue extends VirtqueueBase {
   private usedWrap: number;
   /** Descriptor slots popped and not yet written back as used (spec 2.8: never more than the ring). */
   private slotsInFlight = 0;
+  /** AVAIL and USED both equal to the Device Ring Wrap Counter: how a used descriptor is marked (spec 2.8.1). */
+  private usedFlags: number;
   private batchSlot = 0;
   private batchFlags = 0;
   private signalledPos = 0;
@@ -58,6 +62,7 @@ export class PackedVirtqueue extends VirtqueueBase {
     this.availWrap = start === undefined || start.availWrapCounter ? 1 : 0;
     this.nextUsed = start?.usedIndex ?? 0;
     this.usedWrap = start === undefined || start.usedWrapCounter ? 1 : 0;
+    this.usedFlags = this.usedWrap === 1 ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0;
     this.signalledPos = this.linear(this.nextUsed, this.usedWrap);
     this.writeDeviceEvent();
   }
@@ -83,59 +88,82 @@ export class PackedVirtqueue extends VirtqueueBase {
   }
 
   protected popChain(): Chain | null {
-    if (!this.available()) {
-      if (!this.notificationsEnabled || !this.rearm()) return null;
+    if (!this.available() && !(this.notificationsEnabled && this.rearm())) return null;
+    const chain = this.walk();
+    const count = chain.ringSlots;
+    if (count > this.size - this.slotsInFlight) return this.overrun(chain, count);
+    this.slotsInFlight += count;
+    let slot = this.nextAvail + count;
+    if (slot >= this.size) {
+      slot -= this.size;
+      this.availWrap ^= 1;
     }
+    this.nextAvail = slot;
+    chain.rewind();
+    return chain;
+  }
+
+  /**
+   * Walks the descriptor list at the next available slot into a fresh chain,
+   * with its buffer ID (from the last descriptor, spec 2.8.6), its fault, and in
+   * `ringSlots` the list's length in slots, or size + 1 for a list that never
+   * ends. A faulted list is still walked to its end, so that the ring stays in
+   * step.
+   *
+   * An indirect descriptor must be a list on its own (spec 2.8.19). Its table is
+   * read front to back, every entry in use; only VIRTQ_DESC_F_WRITE counts, the
+   * other flags and the buffer ID are reserved and ignored (spec 2.8.7).
+   *
+   * One function for taking the chain, the list and the table on purpose: it is
+   * too big for V8 to inline into pop(), so it is optimised on its own with the
+   * per-buffer work (addBuffer) inlined, while pop() and addUsed() stay small
+   * enough to inline into the device's loop. Split differently, which calls get
+   * inlined varies from run to run, and the rate with it.
+   */
+  private walk(): Chain {
+    const chain = this.takeChain(0);
     const desc32 = this.desc32;
     const desc16 = this.desc16;
     const size = this.size;
-    const chain = this.takeChain(0);
     let slot = this.nextAvail;
-    let wrap = this.availWrap;
-    let count = 0;
-    let fault: ChainFault = ChainFault.NONE;
-    for (;;) {
+    let fault: ChainFault = NONE;
+    for (let count = 1; count <= size; count++) {
       const flags = desc16[slot * 8 + 7] as number;
-      count++;
-      if (fault === ChainFault.NONE) {
-        const lo = desc32[slot * 4] as number;
-        const hi = desc32[slot * 4 + 1] as number;
+      if (fault !== NONE) {
+        // A refused list is skipped to its end.
+      } else if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) {
+        fault = chain.addBuffer(desc32[slot * 4] as number, desc32[slot * 4 + 1] as number, desc32[slot * 4 + 2] as number, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      } else if (!this.indirect) {
+        fault = INDIRECT_NOT_NEGOTIATED;
+      } else if (count !== 1 || (flags & VIRTQ_DESC_F_NEXT) !== 0) {
+        fault = INDIRECT_WITH_NEXT;
+      } else {
         const len = desc32[slot * 4 + 2] as number;
-        if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) {
-          fault = chain.addBuffer(lo, hi, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
-        } else if (count !== 1 || (flags & VIRTQ_DESC_F_NEXT) !== 0) {
-          // An indirect descriptor is a whole list on its own (spec 2.8.19).
-          fault = ChainFault.INDIRECT_WITH_NEXT;
-        } else {
-          fault = this.walkIndirect(chain, lo, hi, len);
+        fault = this.indirectTable(desc32[slot * 4] as number, desc32[slot * 4 + 1] as number, len);
+        const view = this.tableView;
+        for (let at = this.tableBase, end = at + len; fault === NONE && at < end; at += 16) {
+          const writable = (view.getUint16(at + 14, true) & VIRTQ_DESC_F_WRITE) !== 0;
+          fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), writable);
         }
       }
-      const last = slot;
-      if (++slot === size) {
-        slot = 0;
-        wrap ^= 1;
-      }
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
-        // The buffer ID lives in the last descriptor of the list (spec 2.8.6).
-        chain.id = desc16[last * 8 + 6] as number;
-        break;
+        chain.id = desc16[slot * 8 + 6] as number;
+        if (fault !== NONE) chain.refuse(fault);
+        chain.ringSlots = count;
+        return chain;
       }
-      if (count === size) {
-        this.discard(chain);
-        return this.corrupt('a descriptor list runs round the whole ring without ending');
-      }
+      if (++slot === size) slot = 0;
     }
-    if (this.slotsInFlight + count > size) {
-      this.discard(chain);
-      return this.corrupt('the driver made more descriptors available than the ring holds');
-    }
-    this.slotsInFlight += count;
-    this.nextAvail = slot;
-    this.availWrap = wrap;
-    chain.ringSlots = count;
-    if (fault !== ChainFault.NONE) chain.refuse(fault);
-    chain.rewind();
+    chain.ringSlots = size + 1;
     return chain;
+  }
+
+  /** A list that never ends, or more descriptors in flight than the ring holds: the ring is corrupt. */
+  private overrun(chain: Chain, count: number): null {
+    this.discard(chain);
+    return this.corrupt(
+      count > this.size ? 'a descriptor list runs round the whole ring without ending' : 'the driver made more descriptors available than the ring holds',
+    );
   }
 
   protected rewind(chain: Chain): void {
@@ -150,28 +178,28 @@ export class PackedVirtqueue extends VirtqueueBase {
 
   protected writeUsed(chain: Chain, len: number): void {
     const slot = this.nextUsed;
+    const desc16 = this.desc16;
     this.desc32[slot * 4 + 2] = len;
-    this.desc16[slot * 8 + 6] = chain.id;
-    // A used descriptor has AVAIL and USED both equal to the Device Ring Wrap Counter (spec 2.8.1);
+    desc16[slot * 8 + 6] = chain.id;
     // VIRTQ_DESC_F_WRITE says whether the device wrote anything (spec 2.8.3).
-    const flags = (this.usedWrap === 1 ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
-    if (this.batch === 0) {
+    const flags = this.usedFlags | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
+    if (this.batch++ === 0) {
       // The driver polls only the first slot of the batch, so the batch's other
       // descriptors can be plain stores: the first one's flags are stored last,
       // at publish, with a barrier, and make the whole batch visible at once.
       this.batchSlot = slot;
       this.batchFlags = flags;
     } else {
-      this.desc16[slot * 8 + 7] = flags;
+      desc16[slot * 8 + 7] = flags;
     }
     let next = slot + chain.ringSlots;
     if (next >= this.size) {
       next -= this.size;
       this.usedWrap ^= 1;
+      this.usedFlags ^= VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
     }
     this.nextUsed = next;
     this.slotsInFlight -= chain.ringSlots;
-    this.batch++;
   }
 
   protected publish(): boolean {
@@ -217,23 +245,5 @@ export class PackedVirtqueue extends VirtqueueBase {
   private rearm(): boolean {
     this.writeDeviceEvent();
     return this.available();
-  }
-
-  /**
-   * Packed indirect tables are read front to back, every entry in use; only
-   * VIRTQ_DESC_F_WRITE counts, the other flags and the buffer ID are reserved and
-   * ignored (spec 2.8.7).
-   */
-  private walkIndirect(chain: Chain, lo: number, hi: number, len: number): ChainFault {
-    if (!this.indirect) return ChainFault.INDIRECT_NOT_NEGOTIATED;
-    const tableFault = this.indirectTable(lo, hi, len);
-    if (tableFault !== ChainFault.NONE) return tableFault;
-    const view = this.tableView;
-    for (let at = this.tableBase, end = this.tableBase + len; at < end; at += 16) {
-      const writable = (view.getUint16(at + 14, true) & VIRTQ_DESC_F_WRITE) !== 0;
-      const fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), writable);
-      if (fault !== ChainFault.NONE) return fault;
-    }
-    return ChainFault.NONE;
   }
 }

@@ -6,6 +6,8 @@ import { ChainFault } from './fault.js';
 import { ringU16, ringU32 } from './ring-view.js';
 import type { QueueConfig, QueueHooks, QueuePosition } from './virtqueue.js';
 
+const { NONE, CHAIN_TOO_LONG, DESCRIPTOR_INDEX_OUT_OF_RANGE, INDIRECT_NOT_NEGOTIATED, INDIRECT_WITH_NEXT, NESTED_INDIRECT } = ChainFault;
+
 /** Bytes of each split-ring area for `size` entries (spec 2.7: 16*size, 6+2*size, 6+8*size). */
 export function splitRingSizes(size: number): { desc: number; avail: number; used: number } {
   return { desc: 16 * size, avail: 6 + 2 * size, used: 6 + 8 * size };
@@ -66,18 +68,15 @@ export class SplitVirtqueue extends VirtqueueBase {
   }
 
   protected popChain(): Chain | null {
-    if (this.availPending === 0 && !this.refreshAvail()) {
-      if (!this.notificationsEnabled || !this.rearm()) return null;
-    }
+    if (this.availPending === 0 && !this.refill()) return null;
     if (this.inFlight >= this.size) return this.corrupt('the driver made more buffers available than the queue holds');
-    const slot = this.lastAvailIdx & this.mask;
-    const head = this.avail16[2 + slot] as number;
-    if (head > this.mask) return this.corrupt(`available ring entry ${slot} names descriptor ${head}, beyond the queue size`);
+    const head = this.avail16[2 + (this.lastAvailIdx & this.mask)] as number;
+    if (head > this.mask) return this.headOutOfRange(head);
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
     this.availPending--;
     const chain = this.takeChain(head);
     const fault = this.walk(chain, head);
-    if (fault !== ChainFault.NONE) chain.refuse(fault);
+    if (fault !== NONE) chain.refuse(fault);
     chain.rewind();
     return chain;
   }
@@ -109,6 +108,15 @@ export class SplitVirtqueue extends VirtqueueBase {
     return !valid || ((this.usedIdx - usedEvent - 1) & 0xffff) < ((this.usedIdx - old) & 0xffff);
   }
 
+  /** The known entries are used up: look for more, re-arming notifications if the ring is empty. */
+  private refill(): boolean {
+    return this.refreshAvail() || (this.notificationsEnabled && this.rearm());
+  }
+
+  private headOutOfRange(head: number): null {
+    return this.corrupt(`available ring entry ${this.lastAvailIdx & this.mask} names descriptor ${head}, beyond the queue size`);
+  }
+
   /** Reloads avail->idx; returns whether entries are pending. */
   private refreshAvail(): boolean {
     const availIdx = Atomics.load(this.avail16, 1) as number;
@@ -128,51 +136,52 @@ export class SplitVirtqueue extends VirtqueueBase {
   }
 
   /**
-   * Walks the chain from `head`, at most `size` descriptors in the table and at
-   * most the table's length in an indirect table, so a loop ends (spec 2.7.5.3.1).
+   * Walks the chain from `head`: direct descriptors, then at most one indirect
+   * table, which ends the chain (spec 2.7.5.3.2). At most `size` descriptors in
+   * the table and at most the table's length in an indirect table, so that a loop
+   * ends (spec 2.7.5.3.1).
+   *
+   * One function for both parts on purpose: it is too big for V8 to inline into
+   * pop(), so it is optimised on its own with the per-buffer work (addBuffer)
+   * inlined, while pop() and addUsed() stay small enough to inline into the
+   * device's loop. Split differently, which calls get inlined varies from run to
+   * run, and the rate with it.
    */
   private walk(chain: Chain, head: number): ChainFault {
     const desc32 = this.desc32;
     const desc16 = this.desc16;
-    const mask = this.mask;
     let index = head;
-    for (let budget = this.size; budget > 0; budget--) {
-      const flags = desc16[index * 8 + 6] as number;
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        return this.walkIndirect(chain, desc32[index * 4] as number, desc32[index * 4 + 1] as number, desc32[index * 4 + 2] as number, flags);
-      }
+    let flags = 0;
+    for (let budget = this.size; ; budget--) {
+      if (budget === 0) return CHAIN_TOO_LONG;
+      flags = desc16[index * 8 + 6] as number;
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) break;
       const fault = chain.addBuffer(desc32[index * 4] as number, desc32[index * 4 + 1] as number, desc32[index * 4 + 2] as number, (flags & VIRTQ_DESC_F_WRITE) !== 0);
-      if (fault !== ChainFault.NONE) return fault;
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
+      if (fault !== NONE) return fault;
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return NONE;
       index = desc16[index * 8 + 7] as number;
-      if (index > mask) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
+      if (index > this.mask) return DESCRIPTOR_INDEX_OUT_OF_RANGE;
     }
-    return ChainFault.CHAIN_TOO_LONG;
-  }
-
-  /**
-   * An indirect table ends the chain: zero or more direct descriptors, then at
-   * most one indirect (spec 2.7.5.3.2), whose own VIRTQ_DESC_F_WRITE is ignored.
-   */
-  private walkIndirect(chain: Chain, lo: number, hi: number, len: number, flags: number): ChainFault {
-    if (!this.indirect) return ChainFault.INDIRECT_NOT_NEGOTIATED;
-    if ((flags & VIRTQ_DESC_F_NEXT) !== 0) return ChainFault.INDIRECT_WITH_NEXT;
-    const tableFault = this.indirectTable(lo, hi, len);
-    if (tableFault !== ChainFault.NONE) return tableFault;
+    // The indirect descriptor's own VIRTQ_DESC_F_WRITE is ignored (spec 2.7.5.3.2).
+    if (!this.indirect) return INDIRECT_NOT_NEGOTIATED;
+    if ((flags & VIRTQ_DESC_F_NEXT) !== 0) return INDIRECT_WITH_NEXT;
+    const len = desc32[index * 4 + 2] as number;
+    const tableFault = this.indirectTable(desc32[index * 4] as number, desc32[index * 4 + 1] as number, len);
+    if (tableFault !== NONE) return tableFault;
     const view = this.tableView;
     const base = this.tableBase;
     const count = len / 16;
-    let index = 0;
+    index = 0;
     for (let budget = count; budget > 0; budget--) {
       const at = base + index * 16;
-      const dflags = view.getUint16(at + 12, true);
-      if ((dflags & VIRTQ_DESC_F_INDIRECT) !== 0) return ChainFault.NESTED_INDIRECT;
-      const fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), (dflags & VIRTQ_DESC_F_WRITE) !== 0);
-      if (fault !== ChainFault.NONE) return fault;
-      if ((dflags & VIRTQ_DESC_F_NEXT) === 0) return ChainFault.NONE;
+      flags = view.getUint16(at + 12, true);
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) return NESTED_INDIRECT;
+      const fault = chain.addBuffer(view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true), (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      if (fault !== NONE) return fault;
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return NONE;
       index = view.getUint16(at + 14, true);
-      if (index >= count) return ChainFault.DESCRIPTOR_INDEX_OUT_OF_RANGE;
+      if (index >= count) return DESCRIPTOR_INDEX_OUT_OF_RANGE;
     }
-    return ChainFault.CHAIN_TOO_LONG;
+    return CHAIN_TOO_LONG;
   }
 }
