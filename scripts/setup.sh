@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils)
+debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils kmod gzip)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
