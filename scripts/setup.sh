@@ -6,7 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils)
+if ! command -v node >/dev/null; then
+  echo "setup: Node.js is not installed; install Node.js 20.19 or newer (https://nodejs.org or Debian's nodejs package) and run this again" >&2
+  exit 1
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "setup: Node.js $(node --version) is too old; virtio-ts needs 20.19 or newer" >&2
+  exit 1
+fi
+
+debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils kmod gzip)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -19,7 +28,7 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing Debian packages: ${missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 pnpm_version=$(node -p "require('./package.json').packageManager.split('@')[1]")

@@ -16,7 +16,8 @@ cache=${1:-$repo/.cache/guest}
 mkdir -p "$cache/debs"
 say() { echo "guest: $*" >&2; }
 
-modules=(virtio_blk virtio_pci virtio_mmio ext4)
+# ext4 asks the crypto API for crc32c at mount time, a dependency modules.dep does not list.
+modules=(virtio_blk virtio_pci virtio_mmio ext4 crc32c_generic)
 
 # The kernel version linux-image-amd64 points at, installed or not.
 kernel_pkg=$( (dpkg-query -W -f='${Depends}' linux-image-amd64 2>/dev/null || apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}') | grep -o 'linux-image-[0-9][^ ,]*' | head -n1)

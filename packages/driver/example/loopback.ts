@@ -6,7 +6,7 @@
  *   pnpm --filter @virtio-ts/driver run example
  */
 import { GuestMemory } from '@virtio-ts/virtqueue';
-import { CoreTransport, LoopbackDevice, VirtioDriver, featureNames, statusNames, type DriverEvent } from '../src/index.js';
+import { LoopbackDevice, VirtioDriver, coreTransportFactory, featureNames, statusNames, type DriverEvent } from '../src/index.js';
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -42,14 +42,14 @@ function describe(event: DriverEvent): string {
 async function main(): Promise<void> {
   const memory = GuestMemory.create(1 << 20);
   const device = new LoopbackDevice({ queueSize: 8 });
-  const transport = new CoreTransport(memory, device);
+  const transport = coreTransportFactory.create(memory, device);
   let step = 0;
   const driver = new VirtioDriver(transport, { trace: (event) => console.log(`${String(++step).padStart(3)}. ${describe(event)}`) });
   console.log(`virtio-ts demo: the loopback device (device ID ${transport.deviceId()}) over the '${transport.name}' transport\n`);
 
   for (const packed of [false, true]) {
-    console.log(`\n--- ${packed ? 'packed' : 'split'} virtqueue, indirect descriptors, event idx ---`);
-    await driver.init({ packed, indirect: true, eventIdx: true });
+    console.log(`\n--- ${packed ? 'packed' : 'split'} virtqueue, indirect descriptors, event idx, notification data ---`);
+    await driver.init({ packed, indirect: true, eventIdx: true, notificationData: true });
     const text = `hello from a ${packed ? 'packed' : 'split'} ring`;
     const bytes = new TextEncoder().encode(text);
     console.log(`     request: "${text}" (${bytes.length} bytes out, 64 bytes of room back)`);

@@ -267,11 +267,8 @@ export class DriverQueue {
       }
       took = this.complete(used) || took;
     }
-    if (took && this.unclaimed.length > 0) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const waiter of waiters) waiter.wake();
-    }
+    // The first waiter takes everything; the others keep waiting for the next used buffer.
+    if (took && this.unclaimed.length > 0) this.waiters.shift()?.wake();
   }
 
   /** Sends a notification held back until DRIVER_OK. */

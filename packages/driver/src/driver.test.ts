@@ -14,9 +14,10 @@ import {
 import { describe, expect, it } from 'vitest';
 import { VirtioDriver } from './driver.js';
 import type { DriverEvent } from './events.js';
+import type { InterruptCause } from './transport.js';
 import { LoopbackDevice } from './loopback-device.js';
 import { coreTransportFactory } from './transport-factory.js';
-import type { CoreTransport } from './transports/core.js';
+import { CoreTransport } from './transports/core.js';
 
 /**
  * A device with a 16-byte configuration space (two le64 fields) whose reads and completions the test scripts: `beforeRead` runs before
@@ -118,6 +119,21 @@ describe('initialisation (spec 3.1.1)', () => {
     expect((await early)?.data).toEqual(Uint8Array.of(1, 2, 3));
   });
 
+  it('spec 2.1.2: a device that fails at DRIVER_OK is given up on, and requests made during populate fail', async () => {
+    class BrokenActivation extends LoopbackDevice {
+      override activate(): void {
+        throw new Error('no backing store');
+      }
+    }
+    const { driver } = rig(new BrokenActivation());
+    let early: Promise<unknown> | undefined;
+    const init = driver.init({ populate: (d) => void (early = d.queue(0).request([Uint8Array.of(1)], [1])) });
+    await expect(init).rejects.toMatchObject({ reason: 'needs-reset', message: expect.stringMatching(/did not go live/) });
+    await expect(early).rejects.toMatchObject({ reason: 'needs-reset' });
+    expect(driver.needsReset).toBe(true);
+    expect(driver.status & DeviceStatus.FAILED).toBe(DeviceStatus.FAILED);
+  });
+
   it('configuration writes before FEATURES_OK are refused (spec 3.1.1 step 4)', () => {
     const { driver } = rig(new LoopbackDevice());
     expect(() => driver.writeConfigU32(4, 1)).toThrow(/after FEATURES_OK/);
@@ -201,6 +217,34 @@ describe('notifications', () => {
     expect(queue.kick()).toBe(false);
     expect(queue.suppressedNotifications).toBe(1);
     expect(queue.notifications).toBe(1);
+  });
+});
+
+describe('interrupts', () => {
+  /** A transport whose interrupt line is shared: queue interrupts arrive without a queue index (INTx, MMIO). */
+  class SharedLineTransport extends CoreTransport {
+    override onInterrupt(handler: (cause: InterruptCause) => void): void {
+      super.onInterrupt((cause) => handler(cause.kind === 'queue' ? { kind: 'queue', index: undefined } : cause));
+    }
+  }
+
+  it('an interrupt that names no queue makes the driver look at every queue', async () => {
+    const driver = new VirtioDriver(new SharedLineTransport(GuestMemory.create(1 << 20), new LoopbackDevice()));
+    await driver.init();
+    expect((await driver.queue(0).request([Uint8Array.of(4)], [1])).data).toEqual(Uint8Array.of(4));
+    expect(driver.interrupts).toMatchObject({ total: 1, unattributed: 1, config: 0 });
+    expect(driver.interrupts.queue.size).toBe(0);
+  });
+
+  it('counts queue and configuration interrupts separately', async () => {
+    const { driver } = rig(new LoopbackDevice());
+    await driver.init();
+    await driver.queue(0).request([Uint8Array.of(1)], [1]);
+    const changed = driver.configChanged();
+    driver.writeConfigU32(4, 9);
+    await changed;
+    expect(driver.interrupts).toMatchObject({ total: 2, config: 1, unattributed: 0 });
+    expect(driver.interrupts.queue.get(0)).toBe(1);
   });
 });
 

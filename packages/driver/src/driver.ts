@@ -174,8 +174,7 @@ export class VirtioDriver {
     const offered = this.transport.readDeviceFeatures();
     this.offeredFeatures = offered;
     if (options.exactFeatures === undefined && !hasFeature(offered, VIRTIO_F_VERSION_1)) {
-      this.giveUp();
-      throw new DriverError('not-modern', `the device offers no VIRTIO_F_VERSION_1 (features: ${featureNames(offered)}); this driver needs a modern device`);
+      throw this.giveUp(new DriverError('not-modern', `the device offers no VIRTIO_F_VERSION_1 (features: ${featureNames(offered)}); this driver needs a modern device`));
     }
     const written = options.exactFeatures ?? this.wantedFeatures(options) & offered;
     this.transport.writeDriverFeatures(written);
@@ -184,8 +183,7 @@ export class VirtioDriver {
     // spec 3.1.1 step 6: re-read the status; a cleared FEATURES_OK means the features were refused.
     const accepted = (this.transport.getStatus() & DeviceStatus.FEATURES_OK) !== 0;
     if (!accepted) {
-      this.giveUp();
-      throw new DriverError('features-refused', `the device refused features ${featureNames(written)} (offered: ${featureNames(offered)})`);
+      throw this.giveUp(new DriverError('features-refused', `the device refused features ${featureNames(written)} (offered: ${featureNames(offered)})`));
     }
     this.features = written;
     this.useIndirect = options.indirect === true && hasFeature(written, VIRTIO_F_INDIRECT_DESC);
@@ -194,15 +192,12 @@ export class VirtioDriver {
       this.setUpQueues(options);
       await options.populate?.(this);
     } catch (error) {
-      this.giveUp();
-      throw error;
+      throw this.giveUp(error instanceof Error ? error : new Error(String(error)));
     }
     this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
-    const status = this.transport.getStatus();
+    const status = this.checkStatus();
     if ((status & DeviceStatus.DEVICE_NEEDS_RESET) !== 0 || (status & DeviceStatus.DRIVER_OK) === 0) {
-      this.noteNeedsReset();
-      this.giveUp();
-      throw new DriverError('needs-reset', `the device did not go live (status ${statusNames(status)}); reset it and check the queue setup`);
+      throw this.giveUp(new DriverError('needs-reset', `the device did not go live (status ${statusNames(status)}); reset it and check the queue setup`));
     }
     this.isLive = true;
     for (const queue of this.queues.values()) queue.flushDeferredKick();
@@ -428,10 +423,16 @@ export class VirtioDriver {
     this.trace({ kind: 'status', written: status, readBack: this.transport.getStatus() });
   }
 
-  /** spec 3.1.1: the driver sets FAILED when it gives up on the device. */
-  private giveUp(): void {
+  /**
+   * spec 3.1.1: the driver sets FAILED when it gives up on the device; requests
+   * already made (in `populate`) fail too. Returns `error`, for the caller to throw.
+   */
+  private giveUp(error: Error): Error {
     this.isLive = false;
     this.writeStatus(this.transport.getStatus() | DeviceStatus.FAILED);
+    const failure = error instanceof DriverError ? error : new DriverError('usage', `initialisation failed: ${error.message}`);
+    for (const queue of this.queues.values()) queue.fail(failure);
+    return error;
   }
 
   private interrupt(cause: InterruptCause): void {

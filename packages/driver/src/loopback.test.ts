@@ -87,6 +87,26 @@ describe.each(combos)('loopback device through the driver (packed=$packed indire
     expect(decoder.decode(bytes)).toBe('raw');
   });
 
+  it('two callers waiting for used buffers each get a non-empty batch', async () => {
+    const { driver, device } = setUp();
+    await driver.init(layout);
+    const queue = driver.queue(0);
+    const chain = (): number =>
+      queue.add([
+        { addr: driver.allocate(1), len: 1, writable: false },
+        { addr: driver.allocate(1), len: 1, writable: true },
+      ]);
+    device.holdRequests = true;
+    const ids = [chain(), chain()];
+    queue.kick();
+    const first = queue.waitUsed();
+    const second = queue.waitUsed();
+    // Each held chain is completed with its own flush and interrupt: one chain for each waiter.
+    device.releaseHeld();
+    expect(await first).toEqual([{ id: ids[0], len: 1 }]);
+    expect(await second).toEqual([{ id: ids[1], len: 1 }]);
+  });
+
   it('records the steps of the initialisation in order (spec 3.1.1)', async () => {
     const { driver, events } = setUp();
     await driver.init(layout);

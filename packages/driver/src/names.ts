@@ -18,14 +18,14 @@ const RESERVED_FEATURE_NAMES: Readonly<Record<number, string>> = {
   41: 'ADMIN_VQ',
 };
 
+/** Status bits in the order the initialisation sequence sets them (spec 3.1.1), then the error bits. */
+const STATUS_ORDER = ['ACKNOWLEDGE', 'DRIVER', 'FEATURES_OK', 'DRIVER_OK', 'DEVICE_NEEDS_RESET', 'FAILED'] as const;
+
 /** The device status field as its bit names, e.g. `ACKNOWLEDGE|DRIVER` (spec 2.1); `0` reads as `RESET`. */
 export function statusNames(status: number): string {
   if (status === 0) return 'RESET';
-  const names = Object.entries(DeviceStatus)
-    .filter(([, bit]) => (status & bit) !== 0)
-    .sort(([, a], [, b]) => a - b)
-    .map(([name]) => name);
-  const unknown = status & ~Object.values(DeviceStatus).reduce((a, b) => a | b, 0);
+  const names: string[] = STATUS_ORDER.filter((name) => (status & DeviceStatus[name]) !== 0);
+  const unknown = status & ~STATUS_ORDER.reduce((mask, name) => mask | DeviceStatus[name], 0);
   if (unknown !== 0) names.push(`0x${unknown.toString(16)}`);
   return names.join('|');
 }

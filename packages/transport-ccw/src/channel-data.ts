@@ -29,7 +29,8 @@ export class ChannelData {
   /** The count was shorter than the input the command needs: an incorrect length unless SLI suppresses it. */
   short = false;
   private guest = new GuestMemory([]);
-  private readonly scratch = new DataView(new ArrayBuffer(8));
+  private readonly scratchBytes = new Uint8Array(8);
+  private readonly scratch = new DataView(this.scratchBytes.buffer);
 
   /** @internal Points the data area at the next CCW. */
   load(memory: GuestMemory, address: number, count: number, flags: number): void {
@@ -98,19 +99,19 @@ export class ChannelData {
   /** Stores a byte at `offset`; see {@link storeBytes}. */
   storeU8(offset: number, value: number): boolean {
     this.scratch.setUint8(0, value);
-    return this.storeScratch(offset, 1);
+    return this.store(offset, this.scratchBytes, 1);
   }
 
   /** Stores a big-endian u16 at `offset`; see {@link storeBytes}. */
   storeBe16(offset: number, value: number): boolean {
     this.scratch.setUint16(0, value);
-    return this.storeScratch(offset, 2);
+    return this.store(offset, this.scratchBytes, 2);
   }
 
   /** Stores a little-endian u32 at `offset`; see {@link storeBytes}. */
   storeLe32(offset: number, value: number): boolean {
     this.scratch.setUint32(0, value, true);
-    return this.storeScratch(offset, 4);
+    return this.store(offset, this.scratchBytes, 4);
   }
 
   /**
@@ -119,24 +120,17 @@ export class ChannelData {
    * program check) when the stored range is not writable guest memory.
    */
   storeBytes(offset: number, bytes: Uint8Array): boolean {
-    const n = this.storable(offset, bytes.length);
-    if (n <= 0) return true;
-    if (!this.inMemory(offset, n, 'write')) return false;
-    if ((this.flags & CcwFlag.SKIP) === 0) this.guest.write(this.address + offset, n === bytes.length ? bytes : bytes.subarray(0, n));
-    return true;
+    return this.store(offset, bytes, bytes.length);
   }
 
-  private storeScratch(offset: number, size: number): boolean {
-    const n = this.storable(offset, size);
+  private store(offset: number, source: Uint8Array, size: number): boolean {
+    const n = Math.min(size, this.count - offset);
     if (n <= 0) return true;
     if (!this.inMemory(offset, n, 'write')) return false;
     if ((this.flags & CcwFlag.SKIP) !== 0) return true;
-    for (let i = 0; i < n; i++) this.guest.setU8(this.address + offset + i, this.scratch.getUint8(i));
+    // Byte by byte: no allocation, and the range may cross from one memory region into the next.
+    for (let i = 0; i < n; i++) this.guest.setU8(this.address + offset + i, source[i] as number);
     return true;
-  }
-
-  private storable(offset: number, size: number): number {
-    return Math.min(size, this.count - offset);
   }
 
   private inMemory(offset: number, length: number, access: 'read' | 'write'): boolean {

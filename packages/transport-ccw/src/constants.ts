@@ -137,7 +137,7 @@ export const KVM_S390_VIRTIO_CCW_NOTIFY = 3;
 /** Sizes of the communication blocks (spec 4.3.2): all big-endian except the feature word. */
 export const BlockSize = {
   /** struct vq_info_block. */
-  VQ_INFO: 40,
+  VQ_INFO: 32,
   /** struct vq_config_block. */
   VQ_CONFIG: 4,
   /** struct virtio_feature_desc (exactly 5 bytes, no padding). */

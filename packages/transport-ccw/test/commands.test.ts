@@ -44,7 +44,7 @@ const writeFeatures = (rig: TransportRig, index: number, features: number) =>
     v.setUint8(4, index);
   });
 const setQueue = (rig: TransportRig, index: number, config: { size: number; descAddr: number; driverAddr: number; deviceAddr: number }) =>
-  command(rig, CcwCommand.SET_VQ, 40, (v) => {
+  command(rig, CcwCommand.SET_VQ, 32, (v) => {
     v.setBigUint64(0, BigInt(config.descAddr));
     v.setUint32(8, 0xdeadbeef /* res0: ignored (spec 4.3.2.2.1) */);
     v.setUint16(12, index);
@@ -299,6 +299,14 @@ describe('SET_VQ and READ_VQ_CONF (spec 4.3.2.2)', () => {
     expect(rejected(setQueue(rig, 0, ring()))).toBe(true);
     expect(rig.transport.core.queueSlot(0)?.enabled).toBe(false);
     expect(setQueue(rig, 0, { size: 0, descAddr: 0, driverAddr: 0, deviceAddr: 0 }).deviceStatus).toBe(END);
+  });
+
+  it('struct vq_info_block is 32 bytes: that count is exact, a shorter one is rejected', () => {
+    const rig = transportRig();
+    negotiated(rig);
+    expect(setQueue(rig, 0, ring())).toMatchObject({ deviceStatus: END, subchannelStatus: 0, residualCount: 0 });
+    writeBlock(rig.memory, 32, () => undefined);
+    expect(rejected(run(rig.transport, [{ command: CcwCommand.SET_VQ, count: 31, flags: CcwFlag.SLI }], rig.memory))).toBe(true);
   });
 
   it('takes a packed ring of any size up to the maximum (spec 2.8)', () => {

@@ -3,16 +3,18 @@ import {
   GuestMemory,
   VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
   VIRTIO_F_VERSION_1,
   featureBit,
   hasFeature,
   queueConfigProblem,
   type DriverViolations,
 } from '@virtio-ts/virtqueue';
+import { LoopbackDevice } from '@virtio-ts/driver';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MMIO_MAGIC_VALUE, MmioRegister as Reg, MmioTransport, type MmioVersion, type MmioViolations } from '../src/index.js';
-import { BASE, IRQ, ResettableLoopback } from './harness.js';
+import { BASE, IRQ } from './harness.js';
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET } = DeviceStatus;
 
@@ -74,9 +76,9 @@ class Model {
     { guestAddress: 0, buffer: new ArrayBuffer(0x10000) },
     { guestAddress: 0x20000, buffer: new ArrayBuffer(0x10000) },
   ]);
-  readonly device = new ResettableLoopback({
+  readonly device = new LoopbackDevice({
     queueSize: 16,
-    features: featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA),
+    features: featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET),
   });
   readonly levels: boolean[] = [];
   readonly transport: MmioTransport;

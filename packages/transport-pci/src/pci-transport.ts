@@ -4,34 +4,19 @@ import {
   VirtioCore,
   featureBit,
   type GuestMemory,
-  type SharedMemoryRegionSpec,
   type VirtioCoreSnapshot,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
-import { Bar, isPowerOfTwo, type PciBar } from './bar.js';
+import type { Bar, PciBar } from './bar.js';
 import { readCommonConfig, writeCommonConfig } from './common-config.js';
-import { ConfigSpace } from './config-space.js';
-import {
-  CommonCfg,
-  IsrStatus,
-  Msix,
-  PCI_CONFIG_SPACE_SIZE,
-  PCIE_CONFIG_SPACE_SIZE,
-  PciCapabilityId,
-  PciCommand,
-  PciConfig,
-  PciExpress,
-  PciPm,
-  PciStatus,
-  VIRTIO_MSI_NO_VECTOR,
-  VIRTIO_PCI_VENDOR_ID,
-  VirtioPciCap,
-  VirtioPciCapField,
-} from './constants.js';
+import type { ConfigSpace } from './config-space.js';
+import { IsrStatus, Msix, PCIE_CONFIG_SPACE_SIZE, PciCommand, PciConfig, PciPm, PciStatus, VIRTIO_MSI_NO_VECTOR, VirtioPciCapField } from './constants.js';
 import { readDeviceConfig, writeDeviceConfig } from './device-config.js';
+import { buildConfigSpace } from './function-config.js';
 import { VirtioFunctionState, type FunctionStateSnapshot, type PciViolations } from './function-state.js';
-import { pciClassCode, pciDeviceId } from './identity.js';
-import { legacyHeaderSize, readLegacy, writeLegacy } from './legacy-io.js';
+import { pciDeviceId } from './identity.js';
+import { DEVICE_CFG_OFFSET, ISR_OFFSET, PciBarIndex, layoutFunction, type FunctionLayout } from './layout.js';
+import { readLegacy, writeLegacy } from './legacy-io.js';
 import { MsixTable, type MsiSink } from './msix.js';
 
 /** The INTx pin of the function, as the VMM wires it to its interrupt controller. */
@@ -110,30 +95,8 @@ export interface NotifyLayout {
   readonly multiplier: number;
 }
 
-/** BAR numbers, as QEMU lays out a virtio function. */
-export const PciBarIndex = {
-  /** The legacy I/O interface of a transitional device. */
-  LEGACY: 0,
-  /** The MSI-X table and PBA. */
-  MSIX: 1,
-  /** Shared memory regions (64-bit, so BARs 2-3). */
-  SHARED_MEMORY: 2,
-  /** The virtio structures (64-bit, so BARs 4-5). */
-  VIRTIO: 4,
-} as const;
-
-const PAGE = 0x1000;
-const TWO_32 = 0x1_0000_0000;
-const ISR_OFFSET = PAGE;
-const DEVICE_CFG_OFFSET = 2 * PAGE;
 const BAR_REGISTERS_END = PciConfig.BASE_ADDRESS_0 + 6 * 4;
 const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
-
-interface SharedRegion extends SharedMemoryRegionSpec {
-  readonly offset: number;
-  readonly bytes: Uint8Array;
-  readonly view: DataView;
-}
 
 /**
  * A virtio device as a PCI function (spec 4.1): configuration space with the
@@ -159,18 +122,13 @@ export class PciTransport {
   private readonly config: ConfigSpace;
   private readonly initialConfig: Uint8Array;
   private readonly state: VirtioFunctionState;
-  private readonly barList: readonly Bar[];
+  private readonly layout: FunctionLayout;
   private readonly barByIndex: (Bar | undefined)[] = [];
   private readonly barByRegister: (Bar | undefined)[] = [];
   private readonly msix: MsixTable | undefined;
   private readonly msixCap: number;
   private readonly pmCap: number;
   private readonly pciCfgCap: number;
-  private readonly pbaOffset: number;
-  private readonly notifyOffset: number;
-  private readonly notifyLength: number;
-  private readonly multiplier: number;
-  private readonly sharedRegions: readonly SharedRegion[];
   private readonly intx: IntxLine | undefined;
   private intxLevel = false;
   private readonly listeners = new Set<(bar: PciBar, previous: number | undefined) => void>();
@@ -194,8 +152,7 @@ export class PciTransport {
       transportFeatures: options.transportFeatures ?? featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET),
       ...(options.log === undefined ? {} : { log: options.log }),
     });
-    const queueCount = this.core.queueCount;
-    const vectors = options.msixVectors ?? (options.msi === undefined ? 0 : Math.min(queueCount + 1, Msix.MAX_VECTORS));
+    const vectors = options.msixVectors ?? (options.msi === undefined ? 0 : Math.min(this.core.queueCount + 1, Msix.MAX_VECTORS));
     if (vectors > 0 && options.msi === undefined) throw new RangeError('msixVectors needs an msi sink to send messages to');
     this.state = new VirtioFunctionState(this.core, vectors, {
       isrChanged: () => this.updateIntx(),
@@ -204,103 +161,37 @@ export class PciTransport {
     this.violations = this.state.violations;
     this.msix = vectors > 0 ? new MsixTable(vectors, options.msi as MsiSink, this.violations) : undefined;
     this.intx = options.intx;
-
-    this.multiplier = options.notifyOffMultiplier ?? 4;
-    if (this.multiplier !== 0 && (!isPowerOfTwo(this.multiplier) || this.multiplier < 4 || this.multiplier > PAGE)) {
-      throw new RangeError(`notifyOffMultiplier ${this.multiplier} must be 0 or a power of two from 4 to 4096 (spec 4.1.4.4)`);
-    }
-    const deviceCfgRegion = alignUp(device.configSize, PAGE);
-    this.notifyOffset = DEVICE_CFG_OFFSET + deviceCfgRegion;
-    // With VIRTIO_F_NOTIFICATION_DATA each queue's location takes 4 bytes (spec 4.1.4.4.1).
-    this.notifyLength = Math.max(4, this.multiplier * queueCount);
-    this.notifyLayout = { bar: PciBarIndex.VIRTIO, offset: this.notifyOffset, length: this.notifyLength, multiplier: this.multiplier };
-
-    const bars: Bar[] = [];
-    if (transitional) {
-      for (const max of device.queueMaxSizes) {
-        if (max !== 0 && !isPowerOfTwo(max)) throw new RangeError(`a transitional device needs power-of-two queue sizes, not ${max}`);
-      }
-      bars.push(new Bar(PciBarIndex.LEGACY, 'io', nextPowerOfTwo(legacyHeaderSize(true) + device.configSize), 'legacy'));
-    }
-    this.pbaOffset = this.msix === undefined ? 0 : alignUp(this.msix.tableBytes, PAGE);
-    if (this.msix !== undefined) bars.push(new Bar(PciBarIndex.MSIX, 'memory32', nextPowerOfTwo(this.pbaOffset + this.msix.pbaBytes), 'msix'));
-    this.sharedRegions = layoutSharedMemory(device.sharedMemoryRegions ?? [], options.sharedMemory);
-    const lastRegion = this.sharedRegions.at(-1);
-    if (lastRegion !== undefined) {
-      bars.push(new Bar(PciBarIndex.SHARED_MEMORY, 'memory64', nextPowerOfTwo(lastRegion.offset + lastRegion.size), 'shared-memory', true));
-    }
-    // The ISR status clears on read, so the virtio BAR is not prefetchable.
-    bars.push(new Bar(PciBarIndex.VIRTIO, 'memory64', nextPowerOfTwo(this.notifyOffset + alignUp(this.notifyLength, PAGE)), 'virtio'));
-    for (const bar of bars) {
+    this.layout = layoutFunction(device, this.msix, {
+      transitional,
+      notifyOffMultiplier: options.notifyOffMultiplier ?? 4,
+      sharedMemory: options.sharedMemory,
+    });
+    for (const bar of this.layout.bars) {
       this.barByIndex[bar.index] = bar;
       for (let r = 0; r < bar.registers; r++) this.barByRegister[bar.index + r] = bar;
     }
-    this.barList = bars;
-
-    this.config = new ConfigSpace(options.express === true ? PCIE_CONFIG_SPACE_SIZE : PCI_CONFIG_SPACE_SIZE);
-    const c = this.config;
-    c.set(PciConfig.VENDOR_ID, 2, VIRTIO_PCI_VENDOR_ID);
-    c.set(PciConfig.DEVICE_ID, 2, deviceId);
-    c.set(PciConfig.COMMAND, 2, 0);
-    c.allowWrite(PciConfig.COMMAND, 2, PciCommand.IO | PciCommand.MEMORY | PciCommand.MASTER | PciCommand.INTX_DISABLE);
-    // spec 4.1.2.1: revision 0 and subsystem ID = device type match legacy drivers; 1 and >= 0x40 keep them away.
-    c.set(PciConfig.REVISION_ID, 1, transitional ? 0 : 1);
-    c.set(PciConfig.CLASS_PROG, 1, (options.classCode ?? pciClassCode(device.deviceType)) & 0xff);
-    c.set(PciConfig.CLASS_PROG + 1, 2, ((options.classCode ?? pciClassCode(device.deviceType)) >>> 8) & 0xffff);
-    c.allowWrite(PciConfig.CACHE_LINE_SIZE, 1, 0xff);
-    c.set(PciConfig.SUBSYSTEM_VENDOR_ID, 2, transitional ? VIRTIO_PCI_VENDOR_ID : (options.subsystemVendorId ?? VIRTIO_PCI_VENDOR_ID));
-    const subsystemId = transitional ? device.deviceType : (options.subsystemId ?? 0x1100);
-    if (!transitional && (subsystemId < 0x40 || subsystemId > 0xffff)) throw new RangeError(`subsystemId 0x${subsystemId.toString(16)} must be 0x40..0xffff (spec 4.1.2.1)`);
-    c.set(PciConfig.SUBSYSTEM_ID, 2, subsystemId);
-    for (const bar of bars) {
-      for (let r = 0; r < bar.registers; r++) c.set(PciConfig.BASE_ADDRESS_0 + 4 * (bar.index + r), 4, bar.read(r));
-    }
-    c.allowWrite(PciConfig.INTERRUPT_LINE, 1, 0xff);
-    c.set(PciConfig.INTERRUPT_PIN, 1, this.intx === undefined ? 0 : 1);
-
-    const barRegister = PciBarIndex.VIRTIO;
-    this.addVirtioCap(VirtioPciCap.COMMON_CFG, barRegister, 0, CommonCfg.SIZE);
-    const notify = this.addVirtioCap(VirtioPciCap.NOTIFY_CFG, barRegister, this.notifyOffset, this.notifyLength, 20);
-    c.set(notify + VirtioPciCapField.NOTIFY_OFF_MULTIPLIER, 4, this.multiplier);
-    this.addVirtioCap(VirtioPciCap.ISR_CFG, barRegister, ISR_OFFSET, 1);
-    if (device.configSize > 0) this.addVirtioCap(VirtioPciCap.DEVICE_CFG, barRegister, DEVICE_CFG_OFFSET, device.configSize);
-    for (const region of this.sharedRegions) {
-      const cap = this.addVirtioCap(VirtioPciCap.SHARED_MEMORY_CFG, PciBarIndex.SHARED_MEMORY, region.offset % TWO_32, region.size % TWO_32, 24);
-      c.set(cap + VirtioPciCapField.ID, 1, region.id);
-      c.set(cap + VirtioPciCapField.OFFSET_HI, 4, Math.floor(region.offset / TWO_32));
-      c.set(cap + VirtioPciCapField.LENGTH_HI, 4, Math.floor(region.size / TWO_32));
-    }
-    this.pciCfgCap = this.addVirtioCap(VirtioPciCap.PCI_CFG, 0, 0, 0, 20);
-    c.allowWrite(this.pciCfgCap + VirtioPciCapField.BAR, 1, 0xff);
-    c.allowWrite(this.pciCfgCap + VirtioPciCapField.OFFSET, 4, 0xffffffff);
-    c.allowWrite(this.pciCfgCap + VirtioPciCapField.LENGTH, 4, 0xffffffff);
-    c.allowWrite(this.pciCfgCap + VirtioPciCapField.PCI_CFG_DATA, 4, 0xffffffff);
-    this.msixCap = 0;
-    if (this.msix !== undefined) {
-      this.msixCap = c.addCapability(PciCapabilityId.MSIX, Msix.CAP_SIZE);
-      c.set(this.msixCap + Msix.FLAGS, 2, this.msix.vectors - 1);
-      c.allowWrite(this.msixCap + Msix.FLAGS, 2, Msix.FLAGS_ENABLE | Msix.FLAGS_MASKALL);
-      c.set(this.msixCap + Msix.TABLE, 4, PciBarIndex.MSIX);
-      c.set(this.msixCap + Msix.PBA, 4, this.pbaOffset | PciBarIndex.MSIX);
-    }
-    this.pmCap = 0;
-    if (options.express === true) {
-      this.pmCap = c.addCapability(PciCapabilityId.POWER_MANAGEMENT, PciPm.CAP_SIZE);
-      c.set(this.pmCap + PciPm.PMC, 2, PciPm.PMC_VERSION_3);
-      c.set(this.pmCap + PciPm.CTRL, 2, PciPm.CTRL_NO_SOFT_RESET);
-      c.allowWrite(this.pmCap + PciPm.CTRL, 2, PciPm.CTRL_STATE_MASK);
-      const express = c.addCapability(PciCapabilityId.EXPRESS, PciExpress.CAP_SIZE_V2);
-      c.set(express + PciExpress.FLAGS, 2, PciExpress.FLAGS_VERSION_2 | PciExpress.FLAGS_TYPE_RC_END);
-      c.set(express + PciExpress.DEVCAP, 4, PciExpress.DEVCAP_RBER);
-      c.set(express + PciExpress.DEVCTL, 2, PciExpress.DEVCTL_DEFAULT);
-      c.allowWrite(express + PciExpress.DEVCTL, 2, PciExpress.DEVCTL_WRITABLE);
-    }
-    this.initialConfig = c.bytes.slice();
+    const { notifyOffset, notifyLength, multiplier } = this.layout;
+    this.notifyLayout = { bar: PciBarIndex.VIRTIO, offset: notifyOffset, length: notifyLength, multiplier };
+    const built = buildConfigSpace(device, this.layout, {
+      deviceId,
+      transitional,
+      express: options.express ?? false,
+      intx: options.intx !== undefined,
+      msixVectors: vectors,
+      classCode: options.classCode,
+      subsystemVendorId: options.subsystemVendorId,
+      subsystemId: options.subsystemId,
+    });
+    this.config = built.config;
+    this.pciCfgCap = built.pciCfgCap;
+    this.msixCap = built.msixCap;
+    this.pmCap = built.pmCap;
+    this.initialConfig = this.config.bytes.slice();
   }
 
   /** The BARs the function implements. */
   get bars(): readonly PciBar[] {
-    return this.barList;
+    return this.layout.bars;
   }
 
   /** Registers a listener for BAR mapping changes (programming, decoding on or off); returns its removal. */
@@ -426,7 +317,7 @@ export class PciTransport {
   queueNotifyAddress(index: number): number | undefined {
     const base = this.barByIndex[PciBarIndex.VIRTIO]?.address;
     if (base === undefined || !Number.isInteger(index) || index < 0 || index >= this.core.queueCount) return undefined;
-    return base + this.notifyOffset + index * this.multiplier;
+    return base + this.layout.notifyOffset + index * this.layout.multiplier;
   }
 
   /** The I/O port of the legacy Queue Notify register while BAR 0 is mapped (transitional devices). */
@@ -460,7 +351,7 @@ export class PciTransport {
   snapshot(): PciTransportSnapshot {
     return {
       config: [...this.config.bytes],
-      bars: this.barList.map((bar) => [bar.read(0), bar.read(1)] as const),
+      bars: this.layout.bars.map((bar) => [bar.read(0), bar.read(1)] as const),
       msix: this.msix?.save(),
       registers: this.state.snapshot(),
       core: this.core.snapshot(),
@@ -474,11 +365,11 @@ export class PciTransport {
    * snapshot does not fit this function.
    */
   restore(snapshot: PciTransportSnapshot): void {
-    if (snapshot.config.length !== this.config.size || snapshot.bars.length !== this.barList.length || (snapshot.msix === undefined) !== (this.msix === undefined)) {
+    if (snapshot.config.length !== this.config.size || snapshot.bars.length !== this.layout.bars.length || (snapshot.msix === undefined) !== (this.msix === undefined)) {
       throw new RangeError('the snapshot is of a PCI function with a different layout; build the transport with the same options');
     }
     this.config.bytes.set(snapshot.config);
-    this.barList.forEach((bar, i) => {
+    this.layout.bars.forEach((bar, i) => {
       const [low, high] = snapshot.bars[i] as readonly [number, number];
       bar.write(0, low);
       bar.write(1, high);
@@ -499,22 +390,12 @@ export class PciTransport {
   /** PCI reset (power-on, or a VMM-initiated function reset): unprogrammed BARs, decoding off, MSI-X off, device reset. */
   reset(): void {
     this.config.bytes.set(this.initialConfig);
-    for (const bar of this.barList) bar.clear();
+    for (const bar of this.layout.bars) bar.clear();
     this.msix?.reset();
     this.core.reset();
     this.state.resetVirtio();
     this.updateIntx();
     this.remap();
-  }
-
-  private addVirtioCap(type: number, bar: number, offset: number, length: number, capLength = 16): number {
-    const at = this.config.addCapability(PciCapabilityId.VENDOR, capLength);
-    this.config.set(at + 2, 1, capLength);
-    this.config.set(at + VirtioPciCapField.CFG_TYPE, 1, type);
-    this.config.set(at + VirtioPciCapField.BAR, 1, bar);
-    this.config.set(at + VirtioPciCapField.OFFSET, 4, offset);
-    this.config.set(at + VirtioPciCapField.LENGTH, 4, length);
-    return at;
   }
 
   private writeBarRegister(offset: number, size: number, value: number): void {
@@ -571,7 +452,7 @@ export class PciTransport {
   private remap(): void {
     const command = this.config.read(PciConfig.COMMAND, 2);
     const powered = this.powerState() === 0;
-    for (const bar of this.barList) {
+    for (const bar of this.layout.bars) {
       const enabled = powered && (command & (bar.kind === 'io' ? PciCommand.IO : PciCommand.MEMORY)) !== 0;
       const address = enabled ? bar.programmedAddress() : undefined;
       if (address === bar.address) continue;
@@ -584,14 +465,14 @@ export class PciTransport {
 
   /** The device sees its shared memory regions at their guest addresses while the BAR is mapped. */
   private mapSharedMemory(base: number | undefined): void {
-    for (const region of this.sharedRegions) {
+    for (const region of this.layout.sharedRegions) {
       if (base === undefined) this.core.sharedMemory.delete(region.id);
       else this.core.sharedMemory.set(region.id, { id: region.id, size: region.size, guestAddress: base + region.offset, bytes: region.bytes });
     }
   }
 
   private decode(address: number, size: number, io: boolean): Bar | undefined {
-    for (const bar of this.barList) {
+    for (const bar of this.layout.bars) {
       if ((bar.kind === 'io') !== io || bar.address === undefined) continue;
       if (address >= bar.address && address + size <= bar.address + bar.size) return bar;
     }
@@ -629,9 +510,9 @@ export class PciTransport {
   }
 
   private readVirtio(offset: number, size: number): number {
-    if (offset < ISR_OFFSET) return readCommonConfig(this.state, offset, size, this.multiplier);
+    if (offset < ISR_OFFSET) return readCommonConfig(this.state, offset, size, this.layout.multiplier);
     if (offset === ISR_OFFSET) return this.state.readIsr();
-    if (offset >= DEVICE_CFG_OFFSET && offset < this.notifyOffset && offset % size === 0) {
+    if (offset >= DEVICE_CFG_OFFSET && offset < this.layout.notifyOffset && offset % size === 0) {
       return readDeviceConfig(this.core, offset - DEVICE_CFG_OFFSET, size);
     }
     this.violations.access++;
@@ -641,10 +522,10 @@ export class PciTransport {
   private writeVirtio(offset: number, size: number, value: number): void {
     if (offset < ISR_OFFSET) {
       writeCommonConfig(this.state, offset, size, value);
-    } else if (offset >= DEVICE_CFG_OFFSET && offset < this.notifyOffset && offset % size === 0) {
+    } else if (offset >= DEVICE_CFG_OFFSET && offset < this.layout.notifyOffset && offset % size === 0) {
       writeDeviceConfig(this.core, offset - DEVICE_CFG_OFFSET, size, value);
-    } else if (offset >= this.notifyOffset && offset + size <= this.notifyOffset + this.notifyLength && size !== 1) {
-      this.writeNotify(offset - this.notifyOffset, size, value);
+    } else if (offset >= this.layout.notifyOffset && offset + size <= this.layout.notifyOffset + this.layout.notifyLength && size !== 1) {
+      this.writeNotify(offset - this.layout.notifyOffset, size, value);
     } else if (offset === ISR_OFFSET) {
       this.violations.write++;
     } else {
@@ -659,10 +540,10 @@ export class PciTransport {
    */
   private writeNotify(offset: number, size: number, value: number): void {
     let index: number;
-    if (this.multiplier === 0) {
+    if (this.layout.multiplier === 0) {
       index = value & 0xffff;
-    } else if (offset % this.multiplier === 0) {
-      index = offset / this.multiplier;
+    } else if (offset % this.layout.multiplier === 0) {
+      index = offset / this.layout.multiplier;
     } else {
       this.violations.access++;
       return;
@@ -675,7 +556,7 @@ export class PciTransport {
     const msix = this.msix as MsixTable;
     if (size === 4 && offset % 4 === 0) {
       if (offset < msix.tableBytes) return msix.readTable(offset);
-      if (offset >= this.pbaOffset && offset < this.pbaOffset + msix.pbaBytes) return msix.readPba(offset - this.pbaOffset);
+      if (offset >= this.layout.pbaOffset && offset < this.layout.pbaOffset + msix.pbaBytes) return msix.readPba(offset - this.layout.pbaOffset);
     }
     this.violations.access++;
     return 0;
@@ -684,13 +565,13 @@ export class PciTransport {
   private writeMsix(offset: number, size: number, value: number): void {
     const msix = this.msix as MsixTable;
     if (size === 4 && offset % 4 === 0 && offset < msix.tableBytes) msix.writeTable(offset, value);
-    else if (size === 4 && offset % 4 === 0 && offset >= this.pbaOffset && offset < this.pbaOffset + msix.pbaBytes) this.violations.write++;
+    else if (size === 4 && offset % 4 === 0 && offset >= this.layout.pbaOffset && offset < this.layout.pbaOffset + msix.pbaBytes) this.violations.write++;
     else this.violations.access++;
   }
 
   /** Reads (value undefined) or writes shared memory through the BAR, for VMMs that trap rather than map it. */
   private accessSharedMemory(offset: number, size: number, value: number | undefined): number {
-    for (const region of this.sharedRegions) {
+    for (const region of this.layout.sharedRegions) {
       if (offset < region.offset || offset + size > region.offset + region.size) continue;
       const at = offset - region.offset;
       if (value === undefined) return size === 1 ? region.view.getUint8(at) : size === 2 ? region.view.getUint16(at, true) : region.view.getUint32(at, true);
@@ -762,29 +643,4 @@ export class PciTransport {
 
 function accessOk(offset: number, size: number, limit: number): boolean {
   return (size === 1 || size === 2 || size === 4) && Number.isInteger(offset) && offset >= 0 && offset <= limit - size;
-}
-
-function alignUp(value: number, align: number): number {
-  return Math.ceil(value / align) * align;
-}
-
-function nextPowerOfTwo(value: number): number {
-  return 2 ** Math.ceil(Math.log2(Math.max(value, 1)));
-}
-
-/** Places each region on its own page in the shared memory BAR, with its backing memory. */
-function layoutSharedMemory(specs: readonly SharedMemoryRegionSpec[], backing: ReadonlyMap<number, Uint8Array> | undefined): SharedRegion[] {
-  const regions: SharedRegion[] = [];
-  let offset = 0;
-  for (const spec of specs) {
-    if (!Number.isInteger(spec.id) || spec.id < 0 || spec.id > 0xff || regions.some((r) => r.id === spec.id)) {
-      throw new RangeError(`shared memory region id ${spec.id} must be a unique u8 (spec 4.1.4.7)`);
-    }
-    if (!Number.isSafeInteger(spec.size) || spec.size <= 0) throw new RangeError(`shared memory region ${spec.id}: size ${spec.size} is not positive`);
-    const bytes = backing?.get(spec.id) ?? new Uint8Array(spec.size);
-    if (bytes.length < spec.size) throw new RangeError(`shared memory region ${spec.id}: backing holds ${bytes.length} of ${spec.size} bytes`);
-    regions.push({ id: spec.id, size: spec.size, offset, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, spec.size) });
-    offset = alignUp(offset + spec.size, PAGE);
-  }
-  return regions;
 }

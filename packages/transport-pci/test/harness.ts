@@ -1,4 +1,4 @@
-import { PciDriverTransport, PciLegacyDriverTransport, type PciDriverOptions } from '@virtio-ts/driver';
+import { PciDriverTransport, PciLegacyDriverTransport, type PciDriverOptions, type TransportFactory } from '@virtio-ts/driver';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { PciTransport, type PciTransportOptions } from '../src/index.js';
 
@@ -52,8 +52,8 @@ function build<D extends { deliverMsi(address: number, data: number): void; setI
   device: VirtioDevice,
   transport: TestTransportOptions,
   create: (memory: GuestMemory, fn: PciTransport) => D,
+  memory = GuestMemory.create(16 << 20),
 ): Wired<D> {
-  const memory = GuestMemory.create(16 << 20);
   const messages: { address: number; data: number }[] = [];
   const intx: boolean[] = [];
   // The driver exists only once the function does; interrupts cannot arrive before it enables them.
@@ -88,4 +88,16 @@ function build<D extends { deliverMsi(address: number, data: number): void; setI
   const driver = create(memory, fn);
   link.driver = driver;
   return { memory, fn, driver, messages, intx, routing };
+}
+
+/**
+ * PCI for suites that take a TransportFactory (the conformance suite): a
+ * function with `transport` options and the modern driver enumerating it with
+ * `driver` options, interrupts wired from one to the other.
+ */
+export function pciTransportFactory(name: string, transport: TestTransportOptions = {}, driver: PciDriverOptions = {}): TransportFactory {
+  return {
+    name: `pci (${name})`,
+    create: (memory, device) => build(device, transport, (m, fn) => new PciDriverTransport(m, fn, driver), memory).driver,
+  };
 }

@@ -1,13 +1,9 @@
-import { LoopbackDevice, type PciFunctionAccess } from '@virtio-ts/driver';
-import { PciDriverTransport } from '@virtio-ts/driver';
+import { LoopbackDevice, PciDriverTransport, VirtioDriver, type PciFunctionAccess } from '@virtio-ts/driver';
 import { GuestMemory, type ActivationContext, type SharedMemoryMapping } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
 import { PciBarIndex, PciCommand, PciConfig, PciTransport, VirtioPciCap, VirtioPciCapField } from '../src/index.js';
 import { NetEchoDevice } from './devices/net-echo.js';
-import { bringUp, request, submit } from './guest.js';
 import { wire } from './harness.js';
-
-const ALL = (1n << 128n) - 1n;
 
 /** Finds the first virtio capability of `type` in configuration space. */
 function virtioCap(fn: PciTransport, type: number): number {
@@ -18,19 +14,18 @@ function virtioCap(fn: PciTransport, type: number): number {
 }
 
 /** Echoes one frame through the net device and checks it came back on the receive queue. */
-function echo(guest: ReturnType<typeof bringUp>): void {
-  const [rx, tx] = guest.queues;
-  if (rx === undefined || tx === undefined) throw new Error('net device has two queues');
-  submit(guest, rx, [{ addr: guest.allocator.alloc(64, 8), len: 64, writable: true }]);
-  submit(guest, tx, [{ addr: guest.allocator.alloc(30, 8), len: 30, writable: false }]);
-  expect(rx.ring.takeUsed()?.len).toBe(30);
-  expect(tx.ring.takeUsed()).not.toBeNull();
+async function echo(virtio: VirtioDriver): Promise<void> {
+  const rx = virtio.queue(0);
+  rx.add([{ addr: virtio.allocate(64), len: 64, writable: true }]);
+  rx.kick();
+  await virtio.queue(1).request([new Uint8Array(30)], []);
+  expect((await rx.waitUsed()).map((used) => used.len)).toEqual([30]);
 }
 
 describe('the notification region (spec 4.1.4.4, 4.1.5.2)', () => {
-  it('queueNotifyAddress is cap.offset + queue_notify_off * notify_off_multiplier inside the mapped BAR', () => {
-    const { fn, driver, memory } = wire(new NetEchoDevice());
-    bringUp(driver, memory, ALL);
+  it('queueNotifyAddress is cap.offset + queue_notify_off * notify_off_multiplier inside the mapped BAR', async () => {
+    const { fn, driver } = wire(new NetEchoDevice());
+    await new VirtioDriver(driver).init();
     const cap = virtioCap(fn, VirtioPciCap.NOTIFY_CFG);
     const base = fn.bars.find((b) => b.index === PciBarIndex.VIRTIO)?.address as number;
     const offset = fn.configRead(cap + VirtioPciCapField.OFFSET, 4);
@@ -43,14 +38,16 @@ describe('the notification region (spec 4.1.4.4, 4.1.5.2)', () => {
     expect(fn.queueNotifyAddress(0)).toBeUndefined();
   });
 
-  it.each([0, 0x1000])('spec 4.1.4.4: notify_off_multiplier %i works end to end', (notifyOffMultiplier) => {
-    const { fn, driver, memory } = wire(new NetEchoDevice(), { notifyOffMultiplier });
-    echo(bringUp(driver, memory, ALL));
+  it.each([0, 0x1000])('spec 4.1.4.4: notify_off_multiplier %i works end to end', async (notifyOffMultiplier) => {
+    const { fn, driver } = wire(new NetEchoDevice(), { notifyOffMultiplier });
+    const virtio = new VirtioDriver(driver);
+    await virtio.init();
+    await echo(virtio);
     expect(fn.queueNotifyAddress(1)).toBe((fn.queueNotifyAddress(0) as number) + notifyOffMultiplier);
     expect(fn.violations).toEqual({ access: 0, write: 0, dma: 0 });
   });
 
-  it('a VMM can catch notify writes itself, as an ioeventfd would, and hand them to notify()', () => {
+  it('a VMM can catch notify writes itself, as an ioeventfd would, and hand them to notify()', async () => {
     const device = new LoopbackDevice();
     const memory = GuestMemory.create(16 << 20);
     const fn = new PciTransport({ device, memory, intx: { set: (level) => level && driver.setIntx(level) } });
@@ -79,11 +76,10 @@ describe('the notification region (spec 4.1.4.4, 4.1.5.2)', () => {
       ioWrite: (p, s, v) => fn.ioWrite(p, s, v),
     };
     const driver = new PciDriverTransport(memory, bus);
-    const guest = bringUp(driver, memory, ALL);
-    const queue = guest.queues[0];
-    if (queue === undefined) throw new Error('no queue');
-    const { id } = request(guest, queue, new Uint8Array(16), 16);
-    expect(queue.ring.takeUsed()).toEqual({ id, len: 16 });
+    const virtio = new VirtioDriver(driver);
+    await virtio.init();
+    const result = await virtio.queue(0).request([new Uint8Array(16).fill(5)], [16]);
+    expect(result.data).toEqual(new Uint8Array(16).fill(5));
     expect(trapped).toBe(1);
     expect(device.served).toBe(1);
   });
@@ -104,10 +100,10 @@ class LoopbackWithWindow extends LoopbackDevice {
 }
 
 describe('shared memory regions (spec 2.10, 4.1.4.7)', () => {
-  it('each region has a virtio_pci_cap64 in a 64-bit prefetchable BAR; the device sees it where the guest put the BAR', () => {
+  it('each region has a virtio_pci_cap64 in a 64-bit prefetchable BAR; the device sees it where the guest put the BAR', async () => {
     const device = new LoopbackWithWindow();
     const window = new Uint8Array(0x1_0000);
-    const { fn, driver, memory } = wire(device, { sharedMemory: new Map([[7, window]]) });
+    const { fn, driver } = wire(device, { sharedMemory: new Map([[7, window]]) });
     const shm = fn.bars.find((b) => b.purpose === 'shared-memory');
     expect(shm).toMatchObject({ index: PciBarIndex.SHARED_MEMORY, kind: 'memory64', prefetchable: true, size: 0x2_0000 });
     const caps: { id: number; offset: bigint; length: bigint }[] = [];
@@ -126,7 +122,7 @@ describe('shared memory regions (spec 2.10, 4.1.4.7)', () => {
       { id: 0, offset: 0n, length: 0x3000n },
       { id: 7, offset: 0x3000n, length: 0x1_0000n },
     ]);
-    bringUp(driver, memory, ALL);
+    await new VirtioDriver(driver).init();
     const base = shm?.address as number;
     expect(device.mappings?.get(7)).toMatchObject({ id: 7, size: 0x1_0000, guestAddress: base + 0x3000 });
     expect(device.mappings?.get(7)?.bytes).toBe(window);

@@ -11,9 +11,8 @@ import { MessageReader } from '../src/protocol/reader.js';
 import { createEventFd, drainEventFd, signalEventFd } from '../src/sys/eventfd.js';
 import { Sys, check, closeQuietly, raw } from '../src/sys/libc.js';
 import { mapShared, type SharedMapping } from '../src/sys/mapping.js';
-import type { Poller} from '../src/sys/poller.js';
-import { type Watch } from '../src/sys/poller.js';
 import { UnixChannel, connectUnix } from '../src/sys/unix-socket.js';
+import { watchReadable, type Watch } from '../src/sys/watch.js';
 
 /** Where the test guest's RAM sits, in guest-physical and in (pretend) front-end user addresses. */
 export const GUEST_BASE = 0x100000;
@@ -76,14 +75,14 @@ export class TestFrontend {
   private waiter: (() => void) | undefined;
   private watch: Watch | undefined;
 
-  private constructor(fd: number, poller: Poller) {
+  private constructor(fd: number) {
     this.channel = new UnixChannel(fd);
-    this.watch = poller.watch(fd, () => this.readable());
+    this.watch = watchReadable(fd, () => this.readable());
   }
 
   /** Connects to the back-end at `path`. */
-  static connect(path: string, poller: Poller): TestFrontend {
-    return new TestFrontend(connectUnix(path), poller);
+  static connect(path: string): TestFrontend {
+    return new TestFrontend(connectUnix(path));
   }
 
   /** Sends a request without waiting for anything. */
@@ -160,9 +159,9 @@ export class TestEventFd {
   private signals = 0;
   private waiter: (() => void) | undefined;
 
-  constructor(poller?: Poller) {
-    if (poller !== undefined) {
-      this.watch = poller.watch(this.fd, () => {
+  constructor(watch: boolean) {
+    if (watch) {
+      this.watch = watchReadable(this.fd, () => {
         if (drainEventFd(this.fd)) this.signals++;
         const wake = this.waiter;
         this.waiter = undefined;

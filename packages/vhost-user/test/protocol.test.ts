@@ -9,13 +9,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SocketInUseError, VhostUserServer } from '../src/index.js';
 import { HEADER_SIZE, ProtocolFeature, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../src/protocol/constants.js';
 import { u64Payload, vringStatePayload } from '../src/protocol/message.js';
-import { sharedPoller, type Poller } from '../src/sys/poller.js';
 import { GUEST_BASE, SharedRam, TestEventFd, TestFrontend, memTablePayload, vringAddrPayload } from './frontend.js';
 
 const RAM = 1 << 20;
 let dir: string;
 let socketPath: string;
-let poller: Poller;
 let device: LoopbackDevice;
 let server: VhostUserServer;
 let logs: string[];
@@ -24,7 +22,6 @@ const cleanup: (() => void)[] = [];
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vhost-user-'));
   socketPath = join(dir, 'sock');
-  poller = sharedPoller();
   device = new LoopbackDevice({ queueSize: 64 });
   logs = [];
   server = new VhostUserServer(device, { socketPath, log: (m) => logs.push(m) });
@@ -43,7 +40,7 @@ async function settled(count: number): Promise<void> {
 }
 
 function connect(): TestFrontend {
-  const frontend = TestFrontend.connect(socketPath, poller);
+  const frontend = TestFrontend.connect(socketPath);
   cleanup.push(() => frontend.close());
   return frontend;
 }
@@ -55,7 +52,7 @@ function sharedRam(): SharedRam {
 }
 
 function eventFd(watch: boolean): TestEventFd {
-  const fd = new TestEventFd(watch ? poller : undefined);
+  const fd = new TestEventFd(watch);
   cleanup.push(() => fd.close());
   return fd;
 }

@@ -27,7 +27,7 @@ import {
 } from './constants.js';
 import { Disk } from './disk.js';
 import { resolveOptions, type ResolvedBlkOptions, type VirtioBlkOptions } from './options.js';
-import { RequestQueue } from './request-queue.js';
+import { RequestQueue, type RequestQueueHost } from './request-queue.js';
 
 /** What {@link VirtioBlk.snapshot} saves. */
 export interface BlkSnapshot {
@@ -55,13 +55,14 @@ export class VirtioBlk implements VirtioDevice {
   private readonly queues = new Map<number, RequestQueue>();
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly counter = {
-    started: (): void => {
+  private readonly queueHost: RequestQueueHost = {
+    started: () => {
       this.inFlight++;
     },
-    finished: (): void => {
+    finished: () => {
       if (--this.inFlight === 0) this.wakeIdle();
     },
+    needsReset: (reason) => this.host?.needsReset(reason),
   };
 
   /** Creates the device; throws a RangeError naming any invalid option. */
@@ -170,7 +171,7 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   private serve(index: number, queue: Virtqueue): void {
-    const served = new RequestQueue(queue, this.disk, this.counter);
+    const served = new RequestQueue(queue, this.disk, this.queueHost);
     this.queues.get(index)?.stop();
     this.queues.set(index, served);
     // Requests made available before the queue was served are taken now.

@@ -2,6 +2,7 @@ import {
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
   VIRTIO_F_VERSION_1,
@@ -59,6 +60,7 @@ export const BLK_RING_FEATURES =
   featureBit(VIRTIO_F_INDIRECT_DESC) |
   featureBit(VIRTIO_F_EVENT_IDX) |
   featureBit(VIRTIO_F_IN_ORDER) |
+  featureBit(VIRTIO_F_NOTIFICATION_DATA) |
   featureBit(VIRTIO_F_RING_RESET);
 
 /** How one disk is presented to the guest. Everything but `backend` is optional. */
@@ -71,7 +73,7 @@ export interface VirtioBlkOptions {
   readonly readOnly?: boolean;
   /** Number of request queues; more than one offers VIRTIO_BLK_F_MQ. Defaults to 1. */
   readonly queues?: number;
-  /** Maximum size of each queue. Defaults to 256. */
+  /** Maximum size of each queue, a power of two from 2 to 32768. Defaults to 256. */
   readonly queueSize?: number;
   /** Logical block size in bytes (VIRTIO_BLK_F_BLK_SIZE): a power of two from 512 to 4096. Defaults to 512. */
   readonly blockSize?: number;
@@ -102,7 +104,8 @@ export interface VirtioBlkOptions {
   readonly lifetime?: () => BlockLifetime;
   /**
    * Generic features to offer, a subset of VERSION_1, RING_PACKED,
-   * INDIRECT_DESC, EVENT_IDX, IN_ORDER and RING_RESET. Defaults to all of them.
+   * INDIRECT_DESC, EVENT_IDX, IN_ORDER, NOTIFICATION_DATA and RING_RESET
+   * (the transport masks those it cannot carry). Defaults to all of them.
    */
   readonly ringFeatures?: bigint;
 }
@@ -140,6 +143,8 @@ export interface ResolvedBlkOptions {
 export function resolveOptions(options: VirtioBlkOptions): ResolvedBlkOptions {
   const queues = integer('queues', options.queues ?? 1, 1, 0xffff);
   const queueSize = integer('queueSize', options.queueSize ?? 256, 2, 32768);
+  // Split rings need a power of two (spec 2.7), and drivers such as Linux use the maximum as the size.
+  if ((queueSize & (queueSize - 1)) !== 0) throw new RangeError(`queueSize ${queueSize} is not a power of two`);
   const blockSize = integer('blockSize', options.blockSize ?? SECTOR_SIZE, SECTOR_SIZE, 4096);
   if ((blockSize & (blockSize - 1)) !== 0) throw new RangeError(`blockSize ${blockSize} is not a power of two`);
   const blockSectors = blockSize / SECTOR_SIZE;

@@ -15,10 +15,14 @@ const afterIo: (callback: () => void) => void = setImmediateFn === undefined ? q
 /** Runs `callback` in a later turn of the event loop, letting other work run first. */
 const nextTurn: (callback: () => void) => void = setImmediateFn === undefined ? (callback) => setTimeout(callback, 0) : (callback) => setImmediateFn(callback);
 
-/** Counts backend operations in flight across a device's queues, for {@link RequestQueue}. */
-export interface InFlightCounter {
+/** What a {@link RequestQueue} reports to its device. */
+export interface RequestQueueHost {
+  /** A backend operation started. */
   started(): void;
+  /** A backend operation settled. */
   finished(): void;
+  /** The queue hit a device bug (never a guest error) and stopped: set DEVICE_NEEDS_RESET. */
+  needsReset(reason: string): void;
 }
 
 /**
@@ -31,7 +35,7 @@ export interface InFlightCounter {
 export class RequestQueue {
   private readonly queue: Virtqueue;
   private readonly disk: DiskState;
-  private readonly counter: InFlightCounter;
+  private readonly host: RequestQueueHost;
   private flushScheduled = false;
   private drainScheduled = false;
   private stopped = false;
@@ -45,10 +49,10 @@ export class RequestQueue {
   };
 
   /** Serves `queue` for `disk`. */
-  constructor(queue: Virtqueue, disk: DiskState, counter: InFlightCounter) {
+  constructor(queue: Virtqueue, disk: DiskState, host: RequestQueueHost) {
     this.queue = queue;
     this.disk = disk;
-    this.counter = counter;
+    this.host = host;
   }
 
   /**
@@ -93,26 +97,36 @@ export class RequestQueue {
       this.complete(chain, outcome);
       return;
     }
-    this.counter.started();
+    this.host.started();
     outcome.then(
       () => {
-        this.counter.finished();
+        this.host.finished();
         this.complete(chain, VIRTIO_BLK_S_OK);
       },
       () => {
-        this.counter.finished();
+        this.host.finished();
         this.complete(chain, VIRTIO_BLK_S_IOERR);
       },
     );
   }
 
-  /** Writes the status into the last writable byte; the used length covers the whole writable part. */
+  /**
+   * Writes the status into the last writable byte; the used length covers the
+   * whole writable part. Runs from promise callbacks, where a throw would
+   * become an unhandled rejection: a failure here stops the queue instead.
+   */
   private complete(chain: DescriptorChain, status: number): void {
     if (this.stopped) return;
-    const writer = chain.writer;
-    writer.skip(writer.remaining - 1);
-    writer.writeU8(status);
-    this.queue.addUsed(chain, chain.writableLength);
+    try {
+      const writer = chain.writer;
+      writer.skip(writer.remaining - 1);
+      writer.writeU8(status);
+      this.queue.addUsed(chain, chain.writableLength);
+    } catch (error) {
+      this.stop();
+      this.host.needsReset(`virtio-blk queue ${this.queue.index}: completing a request failed: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
     this.scheduleFlush();
   }
 

@@ -19,8 +19,8 @@ import {
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing, type GuestBuffer } from '@virtio-ts/virtqueue/testing';
 import { BlkConfigOffset, VIRTIO_BLK_F_MQ } from '../src/index.js';
 
-/** Guest memory in [0x1000, this) is left to the transport (CCW channel programs); the guest's rings start here. */
-export const TRANSPORT_AREA_END = 0x8000;
+/** The first page is left to the platform (CCW channel programs); the guest's rings start here. */
+const RINGS_START = 0x1000;
 
 /** Options for {@link BlkGuest.start}. */
 export interface GuestOptions {
@@ -40,7 +40,7 @@ export interface GuestOptions {
   readonly legacy?: boolean;
   /** Runs just before DRIVER_OK (e.g. to write the configuration space). */
   readonly beforeDriverOk?: (transport: DriverTransport) => void;
-  /** Where buffers go: [start, end) of guest memory. Rings go below `start`, above the transport's area. */
+  /** Where buffers go: [start, end) of guest memory. Rings go below `start`, above the first page. */
   readonly bufferWindow?: readonly [number, number];
 }
 
@@ -130,7 +130,7 @@ export class BlkGuest {
     }
     const guest = new BlkGuest(transport, features, window);
     const queues = hasFeature(features, VIRTIO_BLK_F_MQ) ? new DataView(transport.readConfig(BlkConfigOffset.numQueues, 2).buffer).getUint16(0, true) : 1;
-    const ringAlloc = new GuestAllocator(TRANSPORT_AREA_END, window[0], { seed: 5, maxGap: 0 });
+    const ringAlloc = new GuestAllocator(RINGS_START, window[0], { seed: 5, maxGap: 0 });
     const packed = hasFeature(features, VIRTIO_F_RING_PACKED);
     for (let q = 0; q < queues; q++) {
       const max = transport.queueMaxSize(q);

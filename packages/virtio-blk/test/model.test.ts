@@ -7,7 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GuestMemory } from '@virtio-ts/virtqueue';
+import { DeviceStatus, GuestMemory } from '@virtio-ts/virtqueue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -25,7 +25,7 @@ import {
   type BlockBackend,
 } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
-import { BlkGuest, segments, type GuestRequest } from './guest.js';
+import { BlkGuest, header, segments, type GuestRequest } from './guest.js';
 import { TRANSPORTS, connect, patterned, type TransportKind } from './setup.js';
 
 const CAPACITY = 96;
@@ -226,5 +226,53 @@ describe('random request streams against a model disk, file backend', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('hostile requests (fast-check)', () => {
+  it('random headers, payloads and framings always complete with OK, IOERR or UNSUPP and never break the device', async () => {
+    const request = fc.record({
+      type: fc.oneof(fc.constantFrom(0, 1, 4, 5, 8, 10, 11, 13, 14), fc.integer({ min: 0, max: 0xffffffff })),
+      sector: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      headerLength: fc.oneof({ weight: 4, arbitrary: fc.constant(16) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }) }),
+      out: fc.uint8Array({ maxLength: 1100 }),
+      inLen: fc.integer({ min: 0, max: 1100 }),
+      statusLen: fc.integer({ min: 0, max: 3 }),
+      readableCuts: cuts,
+      writableCuts: cuts,
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 12 }), fc.boolean(), async (requests, packed) => {
+        const backend = new MemoryBackend(patterned(CAPACITY * 512, 4));
+        const blk = new VirtioBlk({ backend, lifetime: () => ({ preEolInfo: 1, deviceLifetimeEstTypA: 1, deviceLifetimeEstTypB: 1 }), secureErase: true });
+        const transport = connect('core', GuestMemory.create(4 << 20), blk);
+        const guest = BlkGuest.start(transport, { packed });
+        const pending = requests.map((r) =>
+          guest.add({
+            type: r.type,
+            header: header(r.type, r.sector).subarray(0, r.headerLength),
+            out: r.out,
+            inLen: r.inLen,
+            statusLen: r.statusLen,
+            readableCuts: r.readableCuts,
+            writableCuts: r.writableCuts,
+          }),
+        );
+        guest.kick();
+        const done = await Promise.all(pending);
+        done.forEach((c, i) => {
+          const r = requests[i] as (typeof requests)[number];
+          const writable = r.inLen + r.statusLen;
+          if (writable === 0) expect(c.len).toBe(0);
+          else {
+            // The status is the last writable byte, wherever the guest meant its status to be.
+            expect([VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP]).toContain(c.status ?? c.data[c.data.length - 1]);
+            expect(c.len).toBe(writable);
+          }
+        });
+        expect(transport.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET).toBe(0);
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -1,12 +1,12 @@
-import { CcwDriverTransport, CoreTransport, MmioDriverTransport, PciDriverTransport, PciLegacyDriverTransport, type DriverTransport } from '@virtio-ts/driver';
+import { CcwDriverTransport, CoreTransport, MmioDriverTransport, PciDriverTransport, PciLegacyDriverTransport, type DriverTransport, type TransportFactory } from '@virtio-ts/driver';
 import { CcwTransport, diagnose500 } from '@virtio-ts/transport-ccw';
 import { MmioTransport } from '@virtio-ts/transport-mmio';
 import { PciTransport } from '@virtio-ts/transport-pci';
-import { GuestMemory, VIRTIO_F_RING_RESET, featureBit, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { GuestMemory, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_RESET, featureBit, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import { MemoryBackend, VirtioBlk, type VirtioBlkOptions } from '../src/index.js';
 import { GatedBackend } from './gated-backend.js';
-import { BlkGuest, TRANSPORT_AREA_END, type GuestOptions } from './guest.js';
+import { BlkGuest, type GuestOptions } from './guest.js';
 
 /** The transports the tests run over ('pci-legacy': a transitional function driven by a legacy driver). */
 export type TransportKind = 'core' | 'mmio' | 'pci' | 'ccw' | 'pci-legacy';
@@ -22,7 +22,7 @@ export const TRANSPORTS: readonly TransportKind[] = ['core', 'mmio', 'pci', 'ccw
 export function connect(kind: TransportKind, memory: GuestMemory, device: VirtioDevice): DriverTransport {
   switch (kind) {
     case 'core':
-      return new CoreTransport(memory, device, { transportFeatures: featureBit(VIRTIO_F_RING_RESET) });
+      return new CoreTransport(memory, device, { transportFeatures: featureBit(VIRTIO_F_RING_RESET) | featureBit(VIRTIO_F_NOTIFICATION_DATA) });
     case 'mmio': {
       const link: { driver?: MmioDriverTransport } = {};
       const transport = new MmioTransport({ device, memory, baseAddress: 0xd000_0000, irq: { number: 5, set: (level) => link.driver?.interruptLine(level) } });
@@ -47,7 +47,8 @@ export function connect(kind: TransportKind, memory: GuestMemory, device: Virtio
       });
       transport.setEnabled(true);
       link.driver = new CcwDriverTransport(memory, transport, {
-        allocator: new GuestAllocator(0x1000, TRANSPORT_AREA_END, { seed: 3, maxGap: 16 }),
+        // The first page, which BlkGuest and VirtioDriver both leave to the platform.
+        allocator: new GuestAllocator(0x100, 0x1000, { seed: 3, maxGap: 16 }),
         subchannelId,
         hypercall: (registers) => diagnose500(registers, (sid) => (sid === subchannelId ? transport : undefined)),
       });
@@ -55,6 +56,9 @@ export function connect(kind: TransportKind, memory: GuestMemory, device: Virtio
     }
   }
 }
+
+/** {@link connect} as the conformance suite's transport factories. */
+export const TRANSPORT_FACTORIES: readonly TransportFactory[] = TRANSPORTS.map((kind) => ({ name: kind, create: (memory, device) => connect(kind, memory, device) }));
 
 /** A device on a transport with a guest driving it. */
 export interface Rig {

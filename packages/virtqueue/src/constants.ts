@@ -47,6 +47,8 @@ export const VIRTIO_F_NOTIF_CONFIG_DATA = 39;
 export const VIRTIO_F_RING_RESET = 40;
 /** The device exposes an administration virtqueue. */
 export const VIRTIO_F_ADMIN_VQ = 41;
+/** The driver can suspend the device through the SUSPEND status bit (spec 3.4). */
+export const VIRTIO_F_SUSPEND = 43;
 
 /** Returns the mask for feature bit `bit`. */
 export function featureBit(bit: number): bigint {

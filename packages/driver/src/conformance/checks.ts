@@ -66,6 +66,12 @@ export interface ConformanceOptions<D extends VirtioDevice> {
   readonly memorySize?: number;
   /** Lets the suite test a reset with requests in flight; without it that test is skipped (loudly). */
   readonly inFlight?: InFlightHooks<D>;
+  /**
+   * A reason to skip `check` over `transport` (printed as a `SKIP:` line), or
+   * undefined to run it: for what a transport cannot do at all, e.g. CCW
+   * revision 1 has no READ_STATUS, so no driver can see DEVICE_NEEDS_RESET.
+   */
+  readonly skip?: (check: Check<D>, transport: TransportFactory) => string | undefined;
 }
 
 /** Thrown by a check that cannot run here (a feature not offered); the suite turns it into a loud skip. */
@@ -88,9 +94,26 @@ export interface CheckEnv<D extends VirtioDevice> {
   exercise(rig: Rig<D>, what: string): Promise<void>;
 }
 
+/** What a check is about; several checks (one per layout) can share an id. */
+export type CheckId =
+  | 'serves-requests'
+  | 'unoffered-features'
+  | 'config-bounds'
+  | 'malformed-chains'
+  | 'corrupt-ring'
+  | 'reset-in-flight'
+  | 'reinitialisation'
+  | 'queue-reset'
+  | 'in-order'
+  | 'notification-data';
+
 /** One conformance check: a title citing the spec and a body run against a fresh device. */
 export interface Check<D extends VirtioDevice> {
+  /** What the check is about, for {@link ConformanceOptions.skip}. */
+  readonly id: CheckId;
+  /** Test title, citing the spec section. */
   readonly title: string;
+  /** Runs the check; throws (an assertion) on failure, {@link CheckSkipped} when it cannot run here. */
   readonly run: (rig: Rig<D>, env: CheckEnv<D>) => Promise<void>;
 }
 
@@ -145,6 +168,7 @@ export function expectHealthy(driver: VirtioDriver, what: string): void {
 /** spec 2.7 / 2.8: the device serves requests with this layout and these ring features. */
 export function servesRequests<D extends VirtioDevice>(layout: Layout): Check<D> {
   return {
+    id: 'serves-requests',
     title: `spec ${layout.packed ? '2.8' : '2.7'}: serves requests (${layoutName(layout)})`,
     run: async (r, env) => {
       await initWith(r, env, layout);
@@ -156,6 +180,7 @@ export function servesRequests<D extends VirtioDevice>(layout: Layout): Check<D>
 /** spec 2.2.2: FEATURES_OK does not stick for any unoffered bit; the valid set is accepted afterwards. */
 export function refusesUnofferedFeatures<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'unoffered-features',
     title: 'spec 2.2.2: FEATURES_OK does not stick when the driver accepts a feature the device did not offer',
     run: async (r, env) => {
       await env.init(r.driver);
@@ -182,6 +207,7 @@ export function refusesUnofferedFeatures<D extends VirtioDevice>(): Check<D> {
 /** spec 2.5: configuration accesses outside the space read zeros, write nothing, throw nothing. */
 export function boundsConfigAccess<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'config-bounds',
     title: 'spec 2.5: configuration reads outside the configuration space return zeros and writes there change nothing',
     run: async (r, env) => {
       await env.init(r.driver);
@@ -212,6 +238,7 @@ export function boundsConfigAccess<D extends VirtioDevice>(): Check<D> {
 export function completesMalformedChains<D extends VirtioDevice>(packed: boolean, indirect: boolean): Check<D> {
   const asked = { packed, indirect };
   return {
+    id: 'malformed-chains',
     title: `spec ${packed ? '2.8.17, 2.8.19' : '2.7.4.2, 2.7.5'}: malformed chains are completed and the queue keeps serving (${layoutName(asked)})`,
     run: async (r, env) => {
       await initWith(r, env, asked);
@@ -230,6 +257,7 @@ export function completesMalformedChains<D extends VirtioDevice>(packed: boolean
 /** spec 2.1.2: a corrupt available ring sets DEVICE_NEEDS_RESET with a configuration interrupt; a reset recovers. */
 export function flagsCorruptRing<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'corrupt-ring',
     title: 'spec 2.1.2: a corrupt available ring sets DEVICE_NEEDS_RESET with a configuration change notification; a reset recovers',
     run: async (r, env) => {
       await env.init(r.driver, { packed: false });
@@ -254,6 +282,7 @@ export function flagsCorruptRing<D extends VirtioDevice>(): Check<D> {
  */
 export function resetsWithRequestsInFlight<D extends VirtioDevice>(packed: boolean, hooks: InFlightHooks<D>): Check<D> {
   return {
+    id: 'reset-in-flight',
     title: `spec 2.4: a reset with requests in flight leaves guest memory alone afterwards (${layoutName({ packed })})`,
     run: async (r, env) => {
       await initWith(r, env, { packed });
@@ -285,6 +314,7 @@ export function resetsWithRequestsInFlight<D extends VirtioDevice>(packed: boole
 /** spec 3.1.1: reset and initialise again, alternating layouts. */
 export function reinitialises<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'reinitialisation',
     title: 'spec 3.1.1: the device is reset and initialised again, alternating layouts',
     run: async (r, env) => {
       for (const packed of [false, true, false, true]) {
@@ -298,6 +328,7 @@ export function reinitialises<D extends VirtioDevice>(): Check<D> {
 /** spec 2.6.1: a queue reset alone and enabled again keeps serving. */
 export function resetsOneQueue<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'queue-reset',
     title: 'spec 2.6.1: a queue reset on its own and enabled again keeps serving',
     run: async (r, env) => {
       await initWith(r, env, { ringReset: true });
@@ -313,6 +344,7 @@ export function resetsOneQueue<D extends VirtioDevice>(): Check<D> {
 /** spec 2.7.9 / 2.8.8: with VIRTIO_F_IN_ORDER the driver sees buffers used in order. */
 export function usesInOrder<D extends VirtioDevice>(packed: boolean): Check<D> {
   return {
+    id: 'in-order',
     title: `spec ${packed ? '2.8.8' : '2.7.9'}: with VIRTIO_F_IN_ORDER buffers are used in the order they were made available (${layoutName({ packed })})`,
     run: async (r, env) => {
       await initWith(r, env, { packed, inOrder: true });
@@ -324,6 +356,7 @@ export function usesInOrder<D extends VirtioDevice>(packed: boolean): Check<D> {
 /** spec 2.9: requests are served with VIRTIO_F_NOTIFICATION_DATA. */
 export function takesNotificationData<D extends VirtioDevice>(): Check<D> {
   return {
+    id: 'notification-data',
     title: 'spec 2.9: requests are served with VIRTIO_F_NOTIFICATION_DATA',
     run: async (r, env) => {
       await initWith(r, env, { notificationData: true });

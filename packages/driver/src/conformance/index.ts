@@ -1,7 +1,7 @@
 import type { VirtioDevice } from '@virtio-ts/virtqueue';
 import { describe, it } from 'vitest';
-import { coreTransportFactory } from '../transport-factory.js';
-import { CheckSkipped, conformanceChecks, runCheck, type ConformanceOptions } from './checks.js';
+import { coreTransportFactory, type TransportFactory } from '../transport-factory.js';
+import { CheckSkipped, conformanceChecks, runCheck, type Check, type ConformanceOptions } from './checks.js';
 
 export {
   CheckSkipped,
@@ -9,9 +9,11 @@ export {
   runCheck,
   type Check,
   type CheckEnv,
+  type CheckId,
   type ConformanceOptions,
   type InFlightHooks,
 } from './checks.js';
+export type { Rig } from './harness.js';
 export { MALFORMED_CHAINS, malformedChainsFor, type MalformedChain } from './malformed.js';
 
 /**
@@ -28,23 +30,35 @@ export function describeVirtioConformance<D extends VirtioDevice>(options: Confo
   describe(options.name ?? 'virtio conformance', () => {
     for (const transport of transports) {
       describe(`over ${transport.name}`, () => {
-        for (const check of conformanceChecks(options)) {
-          it(check.title, async (context) => {
-            try {
-              await runCheck(options, check, transport);
-            } catch (error) {
-              if (!(error instanceof CheckSkipped)) throw error;
-              console.warn(`SKIP: ${check.title} over ${transport.name}: ${error.message}`);
-              context.skip();
-            }
-          });
-        }
+        for (const check of conformanceChecks(options)) registerCheck(options, check, transport);
         if (options.inFlight === undefined) {
           const title = 'spec 2.4: a reset with requests in flight leaves guest memory alone afterwards';
           console.warn(`SKIP: ${title} over ${transport.name}: pass inFlight hooks to describeVirtioConformance to keep requests in flight`);
           it.skip(title, () => undefined);
         }
       });
+    }
+  });
+}
+
+/**
+ * Registers one check as a vitest test over `transport`: skipped loudly when
+ * `options.skip` gives a reason or the check finds a feature not offered.
+ */
+export function registerCheck<D extends VirtioDevice>(options: ConformanceOptions<D>, check: Check<D>, transport: TransportFactory): void {
+  const reason = options.skip?.(check, transport);
+  if (reason !== undefined) {
+    console.warn(`SKIP: ${check.title} over ${transport.name}: ${reason}`);
+    it.skip(check.title, () => undefined);
+    return;
+  }
+  it(check.title, async (context) => {
+    try {
+      await runCheck(options, check, transport);
+    } catch (error) {
+      if (!(error instanceof CheckSkipped)) throw error;
+      console.warn(`SKIP: ${check.title} over ${transport.name}: ${error.message}`);
+      context.skip();
     }
   });
 }

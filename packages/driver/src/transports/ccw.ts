@@ -133,7 +133,7 @@ export class CcwDriverTransport implements DriverTransport {
   private readonly summaryIndicator: number;
   private adapterArea: number | undefined;
   private readonly controlUnitModel: number;
-  private readonly block = new DataView(new ArrayBuffer(40));
+  private readonly block = new DataView(new ArrayBuffer(32));
   private readonly ccw = new DataView(new ArrayBuffer(8));
   private handler: (cause: InterruptCause) => void = () => undefined;
   private indicators: 'classic' | 'adapter' | undefined;
@@ -256,9 +256,8 @@ export class CcwDriverTransport implements DriverTransport {
     b.setUint16(14, config.size);
     b.setBigUint64(16, BigInt(config.driverAddr));
     b.setBigUint64(24, BigInt(config.deviceAddr));
-    b.setBigUint64(32, 0n);
-    this.putBlock(40);
-    return this.command(Command.SET_VQ, 40) === 'ok';
+    this.putBlock(32);
+    return this.command(Command.SET_VQ, 32) === 'ok';
   }
 
   resetQueue(): void {

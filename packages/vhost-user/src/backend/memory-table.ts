@@ -22,11 +22,6 @@ export class MemoryTable {
   /** Regions no longer in the table; released once nothing can reach them. */
   private retired: MappedRegion[] = [];
 
-  /** Number of regions in the table. */
-  get size(): number {
-    return this.regions.length;
-  }
-
   /** Replaces the whole table (SET_MEM_TABLE). Takes ownership of `fds`. */
   replace(descs: readonly MemoryRegionDesc[], fds: readonly number[]): void {
     try {

@@ -1,15 +1,15 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { VirtioDevice } from '@virtio-ts/virtqueue';
 import { Errno, SysError, closeQuietly } from '../sys/libc.js';
-import { sharedPoller, type Watch } from '../sys/poller.js';
-import { acceptUnix, listenUnix } from '../sys/unix-socket.js';
+import { watchReadable, type Watch } from '../sys/watch.js';
+import { acceptUnix, connectUnix, listenUnix } from '../sys/unix-socket.js';
 import { Session } from './session.js';
 
 /** Options for {@link VhostUserServer}. */
 export interface VhostUserServerOptions {
   /** Path of the Unix socket to listen on. It must not exist, unless `replaceStaleSocket` is set. */
   readonly socketPath: string;
-  /** Remove a socket file left at `socketPath` by a back-end that is gone (nothing accepts on it). Default false. */
+  /** Replace a socket file left at `socketPath` by a back-end that is gone (connecting to it is refused). Default false. */
   readonly replaceStaleSocket?: boolean;
   /** Memory slots offered to front-ends that configure memory region by region. Default 32. */
   readonly maxMemSlots?: number;
@@ -44,7 +44,6 @@ export class VhostUserServer {
   readonly device: VirtioDevice;
   private readonly options: VhostUserServerOptions;
   private readonly log: (message: string) => void;
-  private readonly poller = sharedPoller();
   private listenFd = -1;
   private listenWatch: Watch | undefined;
   private session: Session | undefined;
@@ -73,17 +72,18 @@ export class VhostUserServer {
   listen(): void {
     const path = this.options.socketPath;
     if (existsSync(path)) {
-      if (!lstatSync(path).isSocket()) throw new SocketInUseError(path, 'exists and is not a socket');
+      if (!lstatSync(path).isSocket()) throw new SocketInUseError(path, 'exists and is not a socket; pick another path');
       if (this.options.replaceStaleSocket !== true) throw new SocketInUseError(path, 'already exists; remove it or pick another path');
+      if (!isStale(path)) throw new SocketInUseError(path, 'is in use by another back-end; stop it or pick another path');
       unlinkSync(path);
     }
     try {
       this.listenFd = listenUnix(path);
     } catch (error) {
-      if (error instanceof SysError && error.errno === Errno.EADDRINUSE) throw new SocketInUseError(path, 'is in use');
+      if (error instanceof SysError && error.errno === Errno.EADDRINUSE) throw new SocketInUseError(path, 'is in use; pick another path');
       throw error;
     }
-    this.listenWatch = this.poller.watch(this.listenFd, () => this.accept());
+    this.listenWatch = watchReadable(this.listenFd, () => this.accept());
   }
 
   /** Resolves once no front-end is connected (immediately if none is). */
@@ -110,7 +110,14 @@ export class VhostUserServer {
 
   private accept(): void {
     for (;;) {
-      const fd = acceptUnix(this.listenFd);
+      let fd: number;
+      try {
+        fd = acceptUnix(this.listenFd);
+      } catch (error) {
+        // Out of descriptors, or the peer vanished while queued: the listener stays up for the next one.
+        this.log(`accept failed: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
       if (fd < 0) return;
       if (this.session !== undefined) {
         this.log('refused a second front-end: one is already connected');
@@ -119,10 +126,20 @@ export class VhostUserServer {
       }
       this.connections++;
       this.log('front-end connected');
-      this.session = new Session(fd, this.device, this.poller, { log: this.log, trace: this.options.trace, maxMemSlots: this.options.maxMemSlots ?? 32 }, () => {
+      this.session = new Session(fd, this.device, { log: this.log, trace: this.options.trace, maxMemSlots: this.options.maxMemSlots ?? 32 }, () => {
         this.session = undefined;
         for (const resolve of this.idleWaiters.splice(0)) resolve();
       });
     }
+  }
+}
+
+/** A socket file nobody accepts on any more: connecting is refused. */
+function isStale(path: string): boolean {
+  try {
+    closeQuietly(connectUnix(path));
+    return false;
+  } catch (error) {
+    return error instanceof SysError && error.errno === Errno.ECONNREFUSED;
   }
 }

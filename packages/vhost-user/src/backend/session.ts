@@ -41,7 +41,7 @@ import {
 import { MessageReader } from '../protocol/reader.js';
 import { drainEventFd, signalEventFd } from '../sys/eventfd.js';
 import { Sys, closeQuietly } from '../sys/libc.js';
-import type { Poller, Watch } from '../sys/poller.js';
+import { watchReadable, type Watch } from '../sys/watch.js';
 import { UnixChannel } from '../sys/unix-socket.js';
 import { GatedQueue } from './gated-queue.js';
 import { MemoryTable } from './memory-table.js';
@@ -100,7 +100,6 @@ export class Session {
   protocolFeatures = 0n;
   private readonly device: VirtioDevice;
   private readonly channel: UnixChannel;
-  private readonly poller: Poller;
   private readonly options: SessionOptions;
   private readonly onClosed: () => void;
   private readonly reader = new MessageReader();
@@ -121,10 +120,9 @@ export class Session {
   private status = 0;
 
   /** Starts serving `fd`, an accepted connection. `onClosed` runs once the session has been torn down. */
-  constructor(fd: number, device: VirtioDevice, poller: Poller, options: SessionOptions, onClosed: () => void) {
+  constructor(fd: number, device: VirtioDevice, options: SessionOptions, onClosed: () => void) {
     this.channel = new UnixChannel(fd);
     this.device = device;
-    this.poller = poller;
     this.options = options;
     this.onClosed = onClosed;
     this.rings = device.queueMaxSizes.map(() => new Vring());
@@ -138,7 +136,7 @@ export class Session {
       featureBit(ProtocolFeature.STATUS);
     if (device.configSize > 0) protocol |= featureBit(ProtocolFeature.CONFIG);
     this.offeredProtocolFeatures = protocol;
-    this.socketWatch = poller.watch(fd, () => this.readable());
+    this.socketWatch = watchReadable(fd, () => this.readable());
   }
 
   /** The device changed its configuration space: tell the front-end if it listens (BACKEND_REQ + CONFIG). */
@@ -229,7 +227,7 @@ export class Session {
           if (this.closed) return;
           this.reply(message.request, payload);
           this.busy = false;
-          this.socketWatch = this.poller.watch(this.channel.fd, () => this.readable());
+          this.socketWatch = watchReadable(this.channel.fd, () => this.readable());
         })
         .catch((error: unknown) => {
           this.options.log(`closing the connection: ${describe(error)}`);
@@ -409,7 +407,7 @@ export class Session {
     ring.kickWatch?.cancel();
     closeQuietly(ring.kickFd);
     ring.kickFd = fd;
-    ring.kickWatch = this.poller.watch(fd, (revents) => this.kicked(index, revents));
+    ring.kickWatch = watchReadable(fd, (revents) => this.kicked(index, revents));
     this.startRing(index, ring);
     this.reconcile();
   }

@@ -53,14 +53,6 @@ export interface ConfigAccess {
   readonly data: Uint8Array;
 }
 
-/** Inflight I/O tracking description. */
-export interface InflightDesc {
-  readonly mmapSize: number;
-  readonly mmapOffset: number;
-  readonly numQueues: number;
-  readonly queueSize: number;
-}
-
 function expectSize(payload: DataView, size: number, what: string): void {
   if (payload.byteLength !== size) throw new ProtocolError(`${what} payload is ${payload.byteLength} bytes, expected ${size}`);
 }
@@ -139,17 +131,6 @@ export function decodeConfig(payload: DataView): ConfigAccess {
   }
   if (payload.byteLength < 12 + size) throw new ProtocolError(`config payload of ${payload.byteLength} bytes is too short for ${size} bytes of data`);
   return { offset, size, flags, data: new Uint8Array(payload.buffer, payload.byteOffset + 12, size) };
-}
-
-/** An inflight description (GET_INFLIGHT_FD, SET_INFLIGHT_FD). */
-export function decodeInflight(payload: DataView): InflightDesc {
-  if (payload.byteLength < 20) throw new ProtocolError(`inflight payload is ${payload.byteLength} bytes`);
-  return {
-    mmapSize: safeU64(payload, 0, 'inflight mmap size'),
-    mmapOffset: safeU64(payload, 8, 'inflight mmap offset'),
-    numQueues: payload.getUint16(16, true),
-    queueSize: payload.getUint16(18, true),
-  };
 }
 
 /** Encodes a message: the header (version 1, plus `flags`) and `payload`. */

@@ -1,6 +1,6 @@
 /**
  * The system calls Node does not offer (Unix sockets with SCM_RIGHTS, eventfd,
- * memfd, mmap, poll), bound from the C library through koffi. Linux x86-64 and
+ * memfd, mmap), bound from the C library through koffi. Linux x86-64 and
  * aarch64 share every constant and structure layout used here.
  */
 import koffi from 'koffi';
@@ -55,7 +55,6 @@ export const Sys = {
   POLLIN: 0x1,
   POLLERR: 0x8,
   POLLHUP: 0x10,
-  POLLNVAL: 0x20,
 } as const;
 
 const libc = koffi.load('libc.so.6');
@@ -85,7 +84,6 @@ export const raw = {
     offset: number,
   ) => bigint | null,
   munmap: libc.func('int munmap(void *addr, unsigned long length)') as (addr: bigint, length: number) => number,
-  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
 };
 
 /** The value of errno left by the last call. */

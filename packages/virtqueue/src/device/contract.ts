@@ -86,12 +86,22 @@ export interface VirtioDevice {
   writeConfig(offset: number, data: Uint8Array): void;
   /** The driver set DRIVER_OK: start serving. A throw or rejection sets DEVICE_NEEDS_RESET. */
   activate(context: ActivationContext): void | Promise<void>;
-  /** The driver reset the device: drop all state tied to the previous activation. */
-  reset(): void;
+  /**
+   * The driver reset the device: drop all state tied to the previous
+   * activation. A device with I/O still in flight returns a promise that settles
+   * once that I/O has finished touching guest memory; until then the transport
+   * keeps reporting a non-zero device status, as spec 2.4 allows ("after
+   * indicating completion of the reset by reinitializing device status to 0").
+   */
+  reset(): void | Promise<void>;
   /** The driver notified queue `index` (an available buffer notification). */
   notify(index: number): void;
-  /** VIRTIO_F_RING_RESET: queue `index` was reset; forget its in-flight work (spec 2.6.1). */
-  resetQueue?(index: number): void;
+  /**
+   * VIRTIO_F_RING_RESET: queue `index` was reset; forget its in-flight work
+   * (spec 2.6.1). A promise keeps the transport's queue-reset register reading 1
+   * until the queue's in-flight I/O has finished with guest memory.
+   */
+  resetQueue?(index: number): void | Promise<void>;
   /** VIRTIO_F_RING_RESET: queue `index` was enabled again after a reset. */
   enableQueue?(index: number, queue: Virtqueue): void;
   /** Device state for a snapshot, taken while no request is in flight. */

@@ -244,6 +244,17 @@ describe('VirtioCore: device status (spec 2.1, 3.1)', () => {
     expect(r.core.status).toBe(ACKNOWLEDGE | DRIVER | FAILED);
   });
 
+  it('spec 3.4: SUSPEND (16; VIRTIO_F_SUSPEND is never offered) and reserved status bits are ignored', () => {
+    const SUSPEND = 16;
+    const r = rig();
+    r.core.writeStatus(ACKNOWLEDGE | SUSPEND | 0x20);
+    expect(r.core.status).toBe(ACKNOWLEDGE);
+    bringUp(r);
+    r.core.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | SUSPEND);
+    expect(r.core.status).toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    expect(r.device.resets).toBe(0);
+  });
+
   it('spec 2.1: the driver cannot set DEVICE_NEEDS_RESET, nor clear it by rewriting status', () => {
     const r = rig();
     r.core.writeStatus(ACKNOWLEDGE | DEVICE_NEEDS_RESET);
@@ -301,6 +312,78 @@ describe('VirtioCore: device status (spec 2.1, 3.1)', () => {
     r.core.writeStatus(ACKNOWLEDGE);
     r.core.writeStatus(0);
     expect(r.device.resets).toBe(0);
+  });
+});
+
+describe('VirtioCore: a reset that waits for in-flight I/O (spec 2.4, 2.6.1)', () => {
+  /** An EchoDevice whose reset and queue reset finish only when the test says so. */
+  class SlowResetDevice extends EchoDevice {
+    finishReset: (() => void) | undefined;
+    finishQueueReset: (() => void) | undefined;
+    override deviceFeatures = VERSION_1 | featureBit(VIRTIO_F_RING_RESET);
+
+    override reset(): Promise<void> {
+      super.reset();
+      return new Promise<void>((resolve) => (this.finishReset = resolve));
+    }
+
+    override resetQueue(index: number): Promise<void> {
+      super.resetQueue(index);
+      return new Promise<void>((resolve) => (this.finishQueueReset = resolve));
+    }
+  }
+
+  it('spec 2.4: status keeps reading non-zero until the device has finished, then 0; the driver is ignored meanwhile', async () => {
+    const device = new SlowResetDevice();
+    const r = rig({}, device);
+    bringUp(r);
+    r.core.writeStatus(0);
+    expect(device.resets).toBe(1);
+    expect(r.core.status).not.toBe(0);
+    expect(r.core.driverOk).toBe(false);
+    const pending = r.core.resetPending;
+    expect(pending).toBeInstanceOf(Promise);
+    r.core.writeStatus(ACKNOWLEDGE);
+    expect(r.core.violations.status).toBe(1);
+    expect(r.core.setQueueConfig(0, { size: 8 })).toBe(false);
+    r.core.configChanged();
+    expect(r.configInterrupts).toBe(0);
+    device.finishReset?.();
+    await pending;
+    expect(r.core.status).toBe(0);
+    expect(r.core.resetPending).toBeUndefined();
+    bringUp(r);
+    expect(r.core.status & DRIVER_OK).toBe(DRIVER_OK);
+  });
+
+  it('spec 2.6.1: a queue reset keeps reading as ongoing until the device has finished; the queue cannot be enabled meanwhile', async () => {
+    const device = new SlowResetDevice();
+    const r = rig({ transportFeatures: featureBit(VIRTIO_F_RING_RESET) }, device);
+    bringUp(r, VERSION_1 | featureBit(VIRTIO_F_RING_RESET));
+    r.core.resetQueue(0);
+    expect(r.core.queueResetPending(0)).toBe(true);
+    const config = placeSplitRing(r.alloc, 8);
+    expect(r.core.setQueueConfig(0, config)).toBe(false);
+    expect(r.core.enableQueue(0)).toBe(false);
+    device.finishQueueReset?.();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(r.core.queueResetPending(0)).toBe(false);
+    expect(r.core.setQueueConfig(0, config)).toBe(true);
+    expect(r.core.enableQueue(0)).toBe(true);
+  });
+
+  it('spec 2.4: a device reset waits for a queue reset still finishing', async () => {
+    const device = new SlowResetDevice();
+    const r = rig({ transportFeatures: featureBit(VIRTIO_F_RING_RESET) }, device);
+    bringUp(r, VERSION_1 | featureBit(VIRTIO_F_RING_RESET));
+    r.core.resetQueue(0);
+    r.core.writeStatus(0);
+    device.finishReset?.();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(r.core.status).not.toBe(0);
+    device.finishQueueReset?.();
+    await r.core.resetPending;
+    expect(r.core.status).toBe(0);
   });
 });
 

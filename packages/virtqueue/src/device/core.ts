@@ -32,6 +32,14 @@ const QUEUE_FEATURES =
   featureBit(VIRTIO_F_RING_PACKED) |
   featureBit(VIRTIO_F_IN_ORDER);
 
+/**
+ * The status bits a driver may set. DEVICE_NEEDS_RESET is the device's; SUSPEND
+ * (16) needs VIRTIO_F_SUSPEND, which is never offered (spec 3.4); the rest are
+ * reserved.
+ */
+const DRIVER_STATUS_BITS =
+  DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK | DeviceStatus.FAILED;
+
 /** A queue's configuration as the driver programs it through a transport. */
 export interface QueueSlot {
   /** Largest size the device supports; 0 means the queue does not exist. */
@@ -130,6 +138,10 @@ export class VirtioCore {
   private readonly interrupts: TransportInterrupts;
   private readonly log: (message: string) => void;
   private statusValue = 0;
+  /** Settles when a device reset whose I/O was still in flight has completed. */
+  private resetInProgress: Promise<void> | undefined;
+  /** Queue resets whose I/O is still in flight, by queue index. */
+  private readonly queueResets = new Map<number, Promise<void>>();
   private activation: ActivationState = 'inactive';
   private abort: AbortController | undefined;
   private pendingNotify = new Set<number>();
@@ -175,7 +187,22 @@ export class VirtioCore {
 
   /** True once the driver set DRIVER_OK and the device has not been reset since. */
   get driverOk(): boolean {
-    return (this.statusValue & DeviceStatus.DRIVER_OK) !== 0;
+    return (this.statusValue & DeviceStatus.DRIVER_OK) !== 0 && this.resetInProgress === undefined;
+  }
+
+  /**
+   * While a device reset is finishing I/O that was in flight, a promise that
+   * settles once device status reads 0 (spec 2.4); otherwise undefined. A
+   * transport whose driver does not poll the status (MMIO, CCW's VDEV_RESET)
+   * completes the reset access only when this settles.
+   */
+  get resetPending(): Promise<void> | undefined {
+    return this.resetInProgress;
+  }
+
+  /** True while queue `index`'s reset is finishing in-flight I/O: its queue-reset register reads 1 (spec 2.6.1). */
+  queueResetPending(index: number): boolean {
+    return this.queueResets.has(index);
   }
 
   /** 32 bits of the offered features, page `page` (bits 32*page .. 32*page+31). */
@@ -205,12 +232,17 @@ export class VirtioCore {
    */
   writeStatus(value: number): void {
     value &= 0xff;
+    if (this.resetInProgress !== undefined) {
+      // The driver must wait for status to read 0 before anything else (spec 2.4).
+      if (value !== 0) this.violations.status++;
+      return;
+    }
     if (value === 0) {
       this.reset();
       return;
     }
     const old = this.statusValue;
-    const wanted = value & ~DeviceStatus.DEVICE_NEEDS_RESET;
+    const wanted = value & DRIVER_STATUS_BITS;
     const added = wanted & ~old;
     if ((old & ~DeviceStatus.DEVICE_NEEDS_RESET & ~wanted) !== 0 || !this.inSequence(wanted)) {
       this.violations.status++;
@@ -246,7 +278,7 @@ export class VirtioCore {
    */
   setQueueConfig(index: number, change: Partial<QueueConfig>): boolean {
     const slot = this.queues[index];
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled || this.busy(index)) {
       this.violations.queue++;
       return false;
     }
@@ -268,7 +300,7 @@ export class VirtioCore {
   enableQueue(index: number): boolean {
     const slot = this.queues[index];
     const featuresFinal = this.legacy || (this.statusValue & DeviceStatus.FEATURES_OK) !== 0;
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled || !featuresFinal) {
+    if (slot === undefined || slot.maxSize === 0 || slot.enabled || !featuresFinal || this.busy(index)) {
       this.violations.queue++;
       return false;
     }
@@ -316,7 +348,18 @@ export class VirtioCore {
     const wasRunning = slot.queue !== undefined;
     slot.queue?.detach();
     this.clearSlot(slot);
-    if (wasRunning) this.guard(() => this.device.resetQueue?.(index), 'resetQueue');
+    if (!wasRunning) return;
+    const finishing = this.attempt(() => this.device.resetQueue?.(index), 'resetQueue');
+    if (finishing instanceof Promise) {
+      const done = finishing.then(
+        () => undefined,
+        (error: unknown) => this.log(`queue ${index} reset failed: ${describe(error)}`),
+      );
+      this.queueResets.set(index, done);
+      void done.then(() => {
+        if (this.queueResets.get(index) === done) this.queueResets.delete(index);
+      });
+    }
   }
 
   /** Copies configuration bytes into `data`; false (and zeros) if the range is outside the configuration space. */
@@ -369,8 +412,14 @@ export class VirtioCore {
     if (this.driverOk) this.interrupts.config();
   }
 
-  /** Device reset (status 0, or a transport-specific reset): queues detach, the device forgets everything. */
+  /**
+   * Device reset (status 0, or a transport-specific reset): queues detach, the
+   * device forgets everything. If the device still has I/O in flight (its
+   * reset() returned a promise), status keeps its old value until that I/O is
+   * done and only then reads 0 (spec 2.4); {@link resetPending} tells when.
+   */
   reset(): void {
+    if (this.resetInProgress !== undefined) return;
     this.abort?.abort();
     this.abort = undefined;
     for (const slot of this.queues) {
@@ -380,10 +429,22 @@ export class VirtioCore {
     const wasActive = this.activation !== 'inactive';
     this.activation = 'inactive';
     this.pendingNotify.clear();
-    this.statusValue = 0;
     this.driverFeatures = 0n;
     this.needsResetReason = undefined;
-    if (wasActive) this.guard(() => this.device.reset(), 'reset');
+    const finishing = wasActive ? this.attempt(() => this.device.reset(), 'reset') : undefined;
+    const pendingQueues = [...this.queueResets.values()];
+    if (!(finishing instanceof Promise) && pendingQueues.length === 0) {
+      this.statusValue = 0;
+      return;
+    }
+    const done = Promise.all([finishing, ...pendingQueues]).then(
+      () => undefined,
+      (error: unknown) => this.log(`device reset failed: ${describe(error)}`),
+    );
+    this.resetInProgress = done.then(() => {
+      this.statusValue = 0;
+      this.resetInProgress = undefined;
+    });
   }
 
   /** Saves status, features, queues and device state. Only while no chain is in flight. */
@@ -438,6 +499,11 @@ export class VirtioCore {
     if (!this.legacy || (status & DeviceStatus.DRIVER) === 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return false;
     if (this.activation === 'inactive') this.activate();
     return this.activation !== 'inactive';
+  }
+
+  /** A reset of the device or of queue `index` is still finishing: the driver must wait (spec 2.4, 2.6.1). */
+  private busy(index: number): boolean {
+    return this.resetInProgress !== undefined || this.queueResets.has(index);
   }
 
   private inSequence(status: number): boolean {
@@ -537,6 +603,15 @@ export class VirtioCore {
     const ok = Number.isInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.device.configSize;
     if (!ok) this.violations.config++;
     return ok;
+  }
+
+  /** {@link guard} for a callback whose result matters: undefined when it threw. */
+  private attempt<T>(call: () => T, what: string): T | undefined {
+    let result: T | undefined;
+    this.guard(() => {
+      result = call();
+    }, what);
+    return result;
   }
 
   /** Runs a device callback; a throw becomes DEVICE_NEEDS_RESET instead of reaching the event loop. */

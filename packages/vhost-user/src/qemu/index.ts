@@ -1,0 +1,13 @@
+export { detectAcceleration, findExecutable, type Acceleration } from './host.js';
+export { buildGuest, guestBuilderPath, repositoryRoot, type GuestImages } from './guest.js';
+export {
+  qemuArgs,
+  runGuest,
+  type BuiltinDisk,
+  type CheckResult,
+  type GuestRun,
+  type Machine,
+  type QemuOptions,
+  type RunOptions,
+  type VhostUserDisk,
+} from './qemu.js';
