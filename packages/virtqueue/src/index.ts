@@ -18,4 +18,5 @@ export {
   type TransportInterrupts,
   type VirtioDevice,
 } from './device/contract.js';
+export type { ConfigField } from './device/contract.js';
 export { VirtioCore, type DriverViolations, type QueueSlot, type VirtioCoreOptions, type VirtioCoreSnapshot } from './device/core.js';
