@@ -17,3 +17,4 @@ export {
   type VirtioDevice,
 } from './device/contract.js';
 export { VirtioCore, type DriverViolations, type QueueSlot, type VirtioCoreOptions, type VirtioCoreSnapshot } from './device/core.js';
+export { legacySplitRingLayout } from './queue/legacy-layout.js';
