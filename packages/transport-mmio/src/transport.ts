@@ -5,6 +5,7 @@ import {
   VirtioCore,
   featureBit,
   hasFeature,
+  legacySplitRingLayout,
   type GuestMemory,
   type QueueConfig,
   type SharedMemoryMapping,
@@ -12,7 +13,6 @@ import {
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import type { MmioDeviceDescription } from './description.js';
-import { legacyQueueLayout } from './legacy-layout.js';
 import {
   INTERRUPT_CONFIG_CHANGE,
   INTERRUPT_USED_BUFFER,
@@ -530,7 +530,7 @@ export class MmioTransport {
       this.core.needsReset(`queue ${index}: QueuePFN written before GuestPageSize`);
       return;
     }
-    const layout = legacyQueueLayout(value * this.guestPageSize, slot.size, this.queueAlign[index] ?? LEGACY_DEFAULT_QUEUE_ALIGN);
+    const layout = legacySplitRingLayout(value * this.guestPageSize, slot.size, this.queueAlign[index] ?? LEGACY_DEFAULT_QUEUE_ALIGN);
     this.core.setQueueConfig(index, layout);
     this.queuePfn[index] = value;
     this.core.enableQueue(index);

@@ -4,6 +4,7 @@ import {
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   featureBit,
+  legacySplitRingLayout,
   type GuestMemory,
 } from '@virtio-ts/virtqueue';
 import { SplitRingDriver } from '@virtio-ts/virtqueue/testing';
@@ -39,11 +40,9 @@ function legacyRig(): LegacyRig {
   };
 }
 
-/** The legacy ring layout of spec 2.7 ("Legacy Interfaces: A Note on Virtqueue Layout"), with the used ring page-aligned as Linux does. */
+/** The legacy ring layout of spec 2.7.2, with the used ring page-aligned as Linux does (QueueAlign = PAGE_SIZE). */
 function legacyRing(memory: GuestMemory, pageAddr: number, num: number, eventIdx: boolean): SplitRingDriver {
-  const align = (x: number): number => Math.ceil(x / PAGE_SIZE) * PAGE_SIZE;
-  const used = pageAddr + align(16 * num + 2 * (3 + num));
-  return new SplitRingDriver(memory, { size: num, descAddr: pageAddr, driverAddr: pageAddr + 16 * num, deviceAddr: used }, { eventIdx });
+  return new SplitRingDriver(memory, legacySplitRingLayout(pageAddr, num, PAGE_SIZE), { eventIdx });
 }
 
 /**

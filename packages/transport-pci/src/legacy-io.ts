@@ -1,4 +1,4 @@
-import type { QueueConfig } from '@virtio-ts/virtqueue';
+import { legacySplitRingLayout } from '@virtio-ts/virtqueue';
 import { LEGACY_QUEUE_ALIGN, LegacyIo, VIRTIO_MSI_NO_VECTOR } from './constants.js';
 import { readDeviceConfig, writeDeviceConfig } from './device-config.js';
 import type { VirtioFunctionState } from './function-state.js';
@@ -6,18 +6,6 @@ import type { VirtioFunctionState } from './function-state.js';
 /** Size of the legacy header: 24 bytes while MSI-X is enabled, else 20 (spec 4.1.4.10). */
 export function legacyHeaderSize(msixEnabled: boolean): number {
   return msixEnabled ? 24 : 20;
-}
-
-/**
- * Where a legacy queue's areas are, given the page frame number the driver
- * wrote to Queue Address: descriptors, then the available ring, then the used
- * ring at the next 4096-byte boundary (spec 2.7.2, 4.1.5.1.3.1).
- */
-export function legacyQueueLayout(pfn: number, size: number): QueueConfig {
-  const descAddr = pfn * LEGACY_QUEUE_ALIGN;
-  const driverAddr = descAddr + 16 * size;
-  const deviceAddr = Math.ceil((driverAddr + 2 * (3 + size)) / LEGACY_QUEUE_ALIGN) * LEGACY_QUEUE_ALIGN;
-  return { size, descAddr, driverAddr, deviceAddr };
 }
 
 /**
@@ -134,6 +122,7 @@ function writeQueuePfn(state: VirtioFunctionState, pfn: number): void {
     state.violations.write++;
     return;
   }
-  core.setQueueConfig(state.queueSelect, legacyQueueLayout(pfn, slot.maxSize));
+  // The used ring is on the 4096-byte boundary after the available ring (spec 4.1.5.1.3.1).
+  core.setQueueConfig(state.queueSelect, legacySplitRingLayout(pfn * LEGACY_QUEUE_ALIGN, slot.maxSize, LEGACY_QUEUE_ALIGN));
   core.enableQueue(state.queueSelect);
 }

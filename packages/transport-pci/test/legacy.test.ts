@@ -2,7 +2,7 @@ import { VirtioDriver, legacyPciQueueLayout, type PciLegacyDriverTransport } fro
 import { DeviceStatus, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, featureBit, hasFeature } from '@virtio-ts/virtqueue';
 import { SplitRingDriver } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { LegacyIo, PciBarIndex, legacyQueueLayout } from '../src/index.js';
+import { LegacyIo, PciBarIndex } from '../src/index.js';
 import { RamDiskDevice } from './devices/ram-disk.js';
 import { wire, wireLegacy, type Wired } from './harness.js';
 
@@ -59,8 +59,9 @@ describe.each(['intx', 'msix'] as const)('a legacy (0.9.5) driver on a transitio
     // Only feature bits 0-31 exist for a legacy driver: VERSION_1 is invisible.
     expect(hasFeature(driver.readDeviceFeatures(), VIRTIO_F_VERSION_1)).toBe(false);
     expect(fn.core.driverFeatures).toBe(features);
-    // The queue is where the page frame number says, in the legacy layout.
-    expect(fn.core.queueSlot(0)).toMatchObject(legacyQueueLayout(QUEUE_BASE / 4096, 128));
+    // The queue is where the page frame number says, in the legacy layout: 2 KiB of descriptors, the
+    // available ring, the used ring on the next page (spec 2.7.2).
+    expect(fn.core.queueSlot(0)).toMatchObject({ size: 128, descAddr: QUEUE_BASE, driverAddr: QUEUE_BASE + 0x800, deviceAddr: QUEUE_BASE + 0x1000 });
     const sector = new Uint8Array(512).map((_, i) => i & 0xff);
     blk(wired, ring, 1, 3, sector);
     expect(device.disk.subarray(3 * 512, 4 * 512)).toEqual(sector);

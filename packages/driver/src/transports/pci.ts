@@ -1,4 +1,4 @@
-import type { GuestMemory, QueueConfig } from '@virtio-ts/virtqueue';
+import { legacySplitRingLayout, type GuestMemory, type QueueConfig } from '@virtio-ts/virtqueue';
 import type { DriverTransport, InterruptCause } from '../transport.js';
 
 /**
@@ -43,6 +43,15 @@ export interface PciDriverOptions {
   readonly msiAddress?: number;
 }
 
+/*
+ * The PCI configuration offsets ([PCI] 6.1) and the virtio structure layouts
+ * (spec 4.1.4) are written out here from the specifications rather than
+ * imported from @virtio-ts/transport-pci, on purpose: the driver is an
+ * independent implementation of the other side, so a wrong offset on either
+ * side fails the tests instead of agreeing with itself (and the driver needs
+ * no dependency on the transport). They are not in @virtio-ts/virtqueue's
+ * constants either: they are one transport's register map, not the device model.
+ */
 const VENDOR_ID = 0x1af4;
 const COMMAND = 0x04;
 const STATUS = 0x06;
@@ -60,6 +69,8 @@ const MSIX_ENABLE = 0x8000;
 const MSIX_MASKALL = 0x4000;
 const NO_VECTOR = 0xffff;
 const TWO_32 = 0x1_0000_0000;
+/** Legacy queue addresses are 4096-byte page frame numbers, and the used ring is aligned to 4096 (spec 4.1.5.1.3.1). */
+const LEGACY_QUEUE_ALIGN = 4096;
 
 /** virtio_pci_cap.cfg_type values (spec 4.1.4). */
 const CapType = { COMMON: 1, NOTIFY: 2, ISR: 3, DEVICE: 4, PCI_CFG: 5 } as const;
@@ -508,13 +519,12 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
 }
 
 /**
- * Where a legacy driver places a queue of `size` entries at page-aligned
- * `descAddr`: descriptors, the available ring, then the used ring at the next
- * 4096-byte boundary (spec 2.7.2, 4.1.5.1.3.1).
+ * Where a legacy PCI driver places a queue of `size` entries at page-aligned
+ * `descAddr`: the legacy split layout with Queue Align fixed at 4096 (spec
+ * 2.7.2, 4.1.5.1.3.1).
  */
 export function legacyPciQueueLayout(descAddr: number, size: number): QueueConfig {
-  const driverAddr = descAddr + 16 * size;
-  return { size, descAddr, driverAddr, deviceAddr: Math.ceil((driverAddr + 2 * (3 + size)) / 4096) * 4096 };
+  return legacySplitRingLayout(descAddr, size, LEGACY_QUEUE_ALIGN);
 }
 
 /**
@@ -588,17 +598,17 @@ export class PciLegacyDriverTransport extends PciDriverBase implements DriverTra
   /** Only the legacy layout at the device's own size can be expressed; anything else returns false untouched. */
   setupQueue(index: number, config: QueueConfig): boolean {
     const expected = legacyPciQueueLayout(config.descAddr, this.queueMaxSize(index));
-    if (config.descAddr % 4096 !== 0 || config.size !== expected.size || config.driverAddr !== expected.driverAddr || config.deviceAddr !== expected.deviceAddr) {
+    if (config.descAddr % LEGACY_QUEUE_ALIGN !== 0 || config.size !== expected.size || config.driverAddr !== expected.driverAddr || config.deviceAddr !== expected.deviceAddr) {
       return false;
     }
-    this.out(Legacy.QUEUE_PFN, 4, config.descAddr / 4096);
+    this.out(Legacy.QUEUE_PFN, 4, config.descAddr / LEGACY_QUEUE_ALIGN);
     if (this.vectorsInUse > 0) {
       const vector = this.vectorFor(index);
       this.out(Legacy.QUEUE_VECTOR, 2, vector);
       if (this.in(Legacy.QUEUE_VECTOR, 2) !== vector) throw new Error(`queue ${index}: legacy queue vector mapping failed`);
       this.queueVectors.set(index, vector);
     }
-    return this.in(Legacy.QUEUE_PFN, 4) === config.descAddr / 4096;
+    return this.in(Legacy.QUEUE_PFN, 4) === config.descAddr / LEGACY_QUEUE_ALIGN;
   }
 
   /** Legacy has no queue reset; a zero page frame number deactivates the queue. */
