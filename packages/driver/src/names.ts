@@ -16,10 +16,11 @@ const RESERVED_FEATURE_NAMES: Readonly<Record<number, string>> = {
   39: 'NOTIF_CONFIG_DATA',
   40: 'RING_RESET',
   41: 'ADMIN_VQ',
+  43: 'SUSPEND',
 };
 
-/** Status bits in the order the initialisation sequence sets them (spec 3.1.1), then the error bits. */
-const STATUS_ORDER = ['ACKNOWLEDGE', 'DRIVER', 'FEATURES_OK', 'DRIVER_OK', 'DEVICE_NEEDS_RESET', 'FAILED'] as const;
+/** Status bits in the order the initialisation sequence sets them (spec 3.1.1), SUSPEND (spec 3.4), then the error bits. */
+const STATUS_ORDER = ['ACKNOWLEDGE', 'DRIVER', 'FEATURES_OK', 'DRIVER_OK', 'SUSPEND', 'DEVICE_NEEDS_RESET', 'FAILED'] as const;
 
 /** The device status field as its bit names, e.g. `ACKNOWLEDGE|DRIVER` (spec 2.1); `0` reads as `RESET`. */
 export function statusNames(status: number): string {

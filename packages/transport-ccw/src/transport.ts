@@ -52,8 +52,12 @@ export interface CcwTransportOptions {
   readonly log?: (message: string) => void;
 }
 
-/** The device status bits spec 2.1 defines; a write with any other bit is not taken. */
-const DEFINED_STATUS_BITS = Object.values(DeviceStatus).reduce((all, bit) => all | bit, 0);
+/**
+ * The device status bits spec 2.1 defines, less SUSPEND, which needs
+ * VIRTIO_F_SUSPEND (never offered, spec 3.4); a write with any other bit is
+ * not taken.
+ */
+const DEFINED_STATUS_BITS = Object.values(DeviceStatus).reduce((all, bit) => all | bit, 0) & ~DeviceStatus.SUSPEND;
 
 const COMMAND_NAMES = new Map<number, string>(Object.entries(CcwCommand).map(([name, code]) => [code, name]));
 

@@ -8,6 +8,7 @@ describe('constants carry the spec names and values', () => {
       DRIVER: 2,
       DRIVER_OK: 4,
       FEATURES_OK: 8,
+      SUSPEND: 16,
       DEVICE_NEEDS_RESET: 64,
       FAILED: 128,
     });
@@ -50,6 +51,15 @@ describe('constants carry the spec names and values', () => {
     expect(c.featureBit(c.VIRTIO_F_VERSION_1)).toBe(0x1_0000_0000n);
     expect(c.hasFeature(0x1_0000_0000n, c.VIRTIO_F_VERSION_1)).toBe(true);
     expect(c.hasFeature(0x1_0000_0000n, c.VIRTIO_F_RING_PACKED)).toBe(false);
+  });
+
+  it('spec 6: device-type feature bits are 0-23 and 50-127; the queue implements five reserved ones', () => {
+    for (let bit = 0; bit < 140; bit++) {
+      expect(c.hasFeature(c.DEVICE_SPECIFIC_FEATURES, bit), `bit ${bit}`).toBe(bit < 24 || (bit >= 50 && bit < 128));
+    }
+    const queue = [c.VIRTIO_F_INDIRECT_DESC, c.VIRTIO_F_EVENT_IDX, c.VIRTIO_F_VERSION_1, c.VIRTIO_F_RING_PACKED, c.VIRTIO_F_IN_ORDER];
+    expect(c.QUEUE_FEATURES).toBe(queue.reduce((mask, bit) => mask | c.featureBit(bit), 0n));
+    expect(c.QUEUE_FEATURES & c.DEVICE_SPECIFIC_FEATURES).toBe(0n);
   });
 
   it('spec 5: device IDs', () => {

@@ -13,6 +13,11 @@ export const DeviceStatus = {
   DRIVER_OK: 4,
   /** The driver has acknowledged all the features it understands; feature negotiation is complete. */
   FEATURES_OK: 8,
+  /**
+   * With VIRTIO_F_SUSPEND negotiated: the driver asks the device to suspend,
+   * and the device reports it suspended (spec 3.4).
+   */
+  SUSPEND: 16,
   /** The device has experienced an error from which it cannot recover. */
   DEVICE_NEEDS_RESET: 64,
   /** Something went wrong in the guest and it has given up on the device. */
@@ -60,28 +65,65 @@ export function hasFeature(features: bigint, bit: number): boolean {
   return (features & (1n << BigInt(bit))) !== 0n;
 }
 
+/** Feature bits 0-23 and 50-127, which belong to the device type (spec 6); the rest are reserved. */
+export const DEVICE_SPECIFIC_FEATURES = (featureBit(24) - 1n) | (((1n << 128n) - 1n) ^ (featureBit(50) - 1n));
+
+/**
+ * The reserved feature bits the virtqueue implementation supports over any
+ * transport: INDIRECT_DESC, EVENT_IDX, VERSION_1, RING_PACKED and IN_ORDER.
+ * NOTIFICATION_DATA and RING_RESET also need the transport's help, and the
+ * others are not implemented.
+ */
+export const QUEUE_FEATURES =
+  featureBit(VIRTIO_F_INDIRECT_DESC) |
+  featureBit(VIRTIO_F_EVENT_IDX) |
+  featureBit(VIRTIO_F_VERSION_1) |
+  featureBit(VIRTIO_F_RING_PACKED) |
+  featureBit(VIRTIO_F_IN_ORDER);
+
 /** Virtio device IDs (spec 5). */
 export const DeviceId = {
+  /** Network device (spec 5.1). */
   NET: 1,
+  /** Block device (spec 5.2). */
   BLOCK: 2,
+  /** Console device (spec 5.3). */
   CONSOLE: 3,
+  /** Entropy source (spec 5.4). */
   ENTROPY: 4,
+  /** Traditional memory balloon (spec 5.5). */
   BALLOON: 5,
+  /** SCSI host (spec 5.6). */
   SCSI: 8,
+  /** 9P transport (no device section in the spec; used by virtio-9p). */
   NINEP: 9,
+  /** GPU device (spec 5.7). */
   GPU: 16,
+  /** Input device (spec 5.8). */
   INPUT: 18,
+  /** Socket device (spec 5.10). */
   VSOCK: 19,
+  /** Crypto device (spec 5.9). */
   CRYPTO: 20,
+  /** IOMMU device (spec 5.13). */
   IOMMU: 23,
+  /** Memory device (spec 5.15). */
   MEM: 24,
+  /** Sound device (spec 5.14). */
   SOUND: 25,
+  /** File system device (spec 5.11). */
   FS: 26,
+  /** PMEM device (spec 5.19). */
   PMEM: 27,
+  /** RPMB device (spec 5.12). */
   RPMB: 28,
+  /** SCMI device (spec 5.17). */
   SCMI: 32,
+  /** I2C adapter (spec 5.16). */
   I2C_ADAPTER: 34,
+  /** CAN device (spec 5.20). */
   CAN: 36,
+  /** GPIO device (spec 5.18). */
   GPIO: 41,
 } as const;
 

@@ -1,10 +1,8 @@
 import {
+  DEVICE_SPECIFIC_FEATURES,
   DeviceStatus,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_IN_ORDER,
-  VIRTIO_F_INDIRECT_DESC,
+  QUEUE_FEATURES,
   VIRTIO_F_RING_PACKED,
-  VIRTIO_F_VERSION_1,
   createVirtqueue,
   featureBit,
   hasFeature,
@@ -45,16 +43,6 @@ import { watchReadable, type Watch } from '../sys/watch.js';
 import { UnixChannel } from '../sys/unix-socket.js';
 import { GatedQueue } from './gated-queue.js';
 import { MemoryTable } from './memory-table.js';
-
-/** Feature bits 0-23 and 50-127 belong to the device type (virtio spec 6). */
-const DEVICE_SPECIFIC_FEATURES = (featureBit(24) - 1n) | (((1n << 128n) - 1n) ^ (featureBit(50) - 1n));
-/** Reserved feature bits the queues implement; everything else reserved needs a transport this back-end is not. */
-const QUEUE_FEATURES =
-  featureBit(VIRTIO_F_INDIRECT_DESC) |
-  featureBit(VIRTIO_F_EVENT_IDX) |
-  featureBit(VIRTIO_F_VERSION_1) |
-  featureBit(VIRTIO_F_RING_PACKED) |
-  featureBit(VIRTIO_F_IN_ORDER);
 
 /** How long GET_VRING_BASE waits for requests in flight to complete before it stops the ring anyway. */
 const DRAIN_TIMEOUT_MS = 10_000;

@@ -19,7 +19,7 @@ import { GuestAllocator, SplitRingDriver, placeSplitRing } from '../testing/inde
 import type { ActivationContext, ConfigField, DeviceHost, VirtioDevice } from './contract.js';
 import { VirtioCore, type VirtioCoreOptions } from './core.js';
 
-const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
+const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, SUSPEND, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
 const VERSION_1 = featureBit(VIRTIO_F_VERSION_1);
 /** A device-specific feature bit the test device offers. */
 const DEVICE_F_0 = featureBit(0);
@@ -246,7 +246,6 @@ describe('VirtioCore: device status (spec 2.1, 3.1)', () => {
   });
 
   it('spec 3.4: SUSPEND (16; VIRTIO_F_SUSPEND is never offered) and reserved status bits are ignored', () => {
-    const SUSPEND = 16;
     const r = rig();
     r.core.writeStatus(ACKNOWLEDGE | SUSPEND | 0x20);
     expect(r.core.status).toBe(ACKNOWLEDGE);

@@ -1,8 +1,7 @@
 import {
+  DEVICE_SPECIFIC_FEATURES,
   DeviceStatus,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_IN_ORDER,
-  VIRTIO_F_INDIRECT_DESC,
+  QUEUE_FEATURES,
   VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
@@ -22,21 +21,10 @@ import {
 } from './contract.js';
 import { BigEndianConfig } from './legacy-config.js';
 
-/** Feature bits 0-23 and 50-127 belong to the device type (spec 6). */
-const DEVICE_SPECIFIC_FEATURES = (featureBit(24) - 1n) | (((1n << 128n) - 1n) ^ (featureBit(50) - 1n));
-
-/** Reserved feature bits the queue implementation itself supports, on any transport. */
-const QUEUE_FEATURES =
-  featureBit(VIRTIO_F_INDIRECT_DESC) |
-  featureBit(VIRTIO_F_EVENT_IDX) |
-  featureBit(VIRTIO_F_VERSION_1) |
-  featureBit(VIRTIO_F_RING_PACKED) |
-  featureBit(VIRTIO_F_IN_ORDER);
-
 /**
- * The status bits a driver may set. DEVICE_NEEDS_RESET is the device's; SUSPEND
- * (16) needs VIRTIO_F_SUSPEND, which is never offered (spec 3.4); the rest are
- * reserved.
+ * The status bits a driver may set. DEVICE_NEEDS_RESET is the device's;
+ * SUSPEND means something only with VIRTIO_F_SUSPEND negotiated (spec 2.1,
+ * 3.4), which is never offered, so it is ignored; the rest are reserved.
  */
 const DRIVER_STATUS_BITS =
   DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK | DeviceStatus.FAILED;
@@ -89,17 +77,28 @@ export interface VirtioCoreOptions {
 
 /** A saved core: status, features, queue positions and the device's own state. */
 export interface VirtioCoreSnapshot {
+  /** The device status field (spec 2.1). */
   readonly status: number;
+  /** The driver's feature bits, in hexadecimal without a prefix (JSON has no bigint). */
   readonly driverFeatures: string;
+  /** The configuration generation (spec 2.5.1). */
   readonly configGeneration: number;
+  /** Every queue slot, by index, as the driver programmed it. */
   readonly queues: readonly {
+    /** Queue size the driver chose. */
     readonly size: number;
+    /** Descriptor Area address. */
     readonly descAddr: number;
+    /** Driver Area address. */
     readonly driverAddr: number;
+    /** Device Area address. */
     readonly deviceAddr: number;
+    /** The driver enabled the queue. */
     readonly enabled: boolean;
+    /** Where the running queue stood (undefined while it was not running). */
     readonly position: QueuePosition | undefined;
   }[];
+  /** The device's own state ({@link VirtioDevice.snapshot}), undefined if it keeps none. */
   readonly device: unknown;
 }
 

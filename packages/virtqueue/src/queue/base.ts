@@ -5,9 +5,13 @@ import type { QueueHooks, QueuePosition, Virtqueue } from './virtqueue.js';
 
 /** Options every layout shares, derived from the negotiated features. */
 export interface QueueLayoutOptions {
+  /** The queue's index, for messages. */
   readonly index: number;
+  /** VIRTIO_F_EVENT_IDX negotiated: used_event / avail_event suppression (spec 2.7.7, 2.7.10). */
   readonly eventIdx: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated: indirect tables allowed (spec 2.7.5.3). */
   readonly indirect: boolean;
+  /** VIRTIO_F_IN_ORDER negotiated: buffers used in the order made available (spec 2.8.23). */
   readonly inOrder: boolean;
 }
 

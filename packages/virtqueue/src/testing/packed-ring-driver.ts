@@ -14,9 +14,16 @@ import type { AddOptions, GuestBuffer, UsedElement } from './split-ring-driver.j
 
 /** A raw packed descriptor, for writing malformed rings on purpose. */
 export interface RawPackedDescriptor {
+  /** Buffer guest-physical address (le64 addr). */
   readonly addr: number;
+  /** Buffer length in bytes (le32 len). */
   readonly len: number;
+  /** Buffer ID (le16 id); the device reads it from the last descriptor of a list (spec 2.8.6). */
   readonly id: number;
+  /**
+   * Flags (le16 flags): VIRTQ_DESC_F_NEXT, WRITE, INDIRECT. {@link PackedRingDriver.addRaw}
+   * adds the lap's AVAIL/USED bits; {@link PackedRingDriver.writeRaw} writes them as given.
+   */
   readonly flags: number;
 }
 

@@ -25,9 +25,13 @@ export interface UsedElement {
 
 /** A raw split descriptor, for writing malformed tables on purpose. */
 export interface RawSplitDescriptor {
+  /** Buffer guest-physical address (le64 addr). */
   readonly addr: number;
+  /** Buffer length in bytes (le32 len). */
   readonly len: number;
+  /** VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, or anything else on purpose (le16 flags). */
   readonly flags: number;
+  /** Index of the next descriptor when VIRTQ_DESC_F_NEXT is set (le16 next). */
   readonly next: number;
 }
 
