@@ -1,12 +1,9 @@
 import {
   ChainFault,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_IN_ORDER,
-  VIRTIO_F_INDIRECT_DESC,
+  QUEUE_FEATURES,
+  VIRTIO_DEVICE_CONTRACT_VERSION,
   VIRTIO_F_NOTIFICATION_DATA,
-  VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
-  VIRTIO_F_VERSION_1,
   featureBit,
   type ActivationContext,
   type DescriptorChain,
@@ -35,19 +32,25 @@ export interface Virtio__Name__Options {
  * {@link idle} for tests.
  */
 export class Virtio__Name__ implements VirtioDevice {
-  readonly contractVersion = 1;
+  readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
   readonly deviceType = VIRTIO___NAME___DEVICE_ID;
-  readonly deviceFeatures =
-    featureBit(VIRTIO_F_VERSION_1) |
-    featureBit(VIRTIO_F_RING_PACKED) |
-    featureBit(VIRTIO_F_INDIRECT_DESC) |
-    featureBit(VIRTIO_F_EVENT_IDX) |
-    featureBit(VIRTIO_F_IN_ORDER) |
-    featureBit(VIRTIO_F_NOTIFICATION_DATA) |
-    featureBit(VIRTIO_F_RING_RESET);
+  /**
+   * Every ring feature the virtqueue implements (QUEUE_FEATURES), and the two
+   * the transports carry with the device's help. Add the device type's own
+   * feature bits here.
+   */
+  readonly deviceFeatures = QUEUE_FEATURES | featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET);
   readonly queueMaxSizes: readonly number[];
   /** Configuration space: le32 `requests`, requests served since the device was created. */
   readonly configSize = 4;
+  /**
+   * The multi-byte configuration fields, which transports byte-swap for a
+   * legacy driver on a big-endian guest (spec 2.5.3). Declaring them also says
+   * the requests honour {@link ActivationContext.byteOrder} (spec 2.7.3): the
+   * echo has no multi-byte request fields; a real device type reads its
+   * fields in that order, or leaves this out to refuse such drivers.
+   */
+  readonly legacyConfigFields = [{ offset: 0, size: 4 }];
   private readonly config = new DataView(new ArrayBuffer(4));
   private readonly pending = new Set<Promise<void>>();
   private queue: Virtqueue | undefined;
