@@ -1,11 +1,8 @@
 import {
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_IN_ORDER,
-  VIRTIO_F_INDIRECT_DESC,
+  QUEUE_FEATURES,
+  VIRTIO_DEVICE_CONTRACT_VERSION,
   VIRTIO_F_NOTIFICATION_DATA,
-  VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
-  VIRTIO_F_VERSION_1,
   ChainFault,
   featureBit,
   type ActivationContext,
@@ -28,7 +25,7 @@ export interface LoopbackDeviceOptions {
   readonly queueSize?: number;
   /** Complete requests after this many milliseconds instead of at once (to keep requests in flight). */
   readonly delayMs?: number;
-  /** Feature bits offered. Defaults to VERSION_1, RING_PACKED, INDIRECT_DESC, EVENT_IDX, IN_ORDER, NOTIFICATION_DATA and RING_RESET. */
+  /** Feature bits offered. Defaults to every ring feature the virtqueue implements (QUEUE_FEATURES), NOTIFICATION_DATA and RING_RESET. */
   readonly features?: bigint;
 }
 
@@ -44,7 +41,7 @@ export interface LoopbackDeviceOptions {
  * written to guest memory (spec 2.4, 2.6.1).
  */
 export class LoopbackDevice implements VirtioDevice {
-  readonly contractVersion = 1;
+  readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
   readonly deviceType = LOOPBACK_DEVICE_ID;
   readonly deviceFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
@@ -66,15 +63,7 @@ export class LoopbackDevice implements VirtioDevice {
   constructor(options: LoopbackDeviceOptions = {}) {
     this.queueMaxSizes = [options.queueSize ?? 256];
     this.delayMs = options.delayMs ?? 0;
-    this.deviceFeatures =
-      options.features ??
-      featureBit(VIRTIO_F_VERSION_1) |
-        featureBit(VIRTIO_F_RING_PACKED) |
-        featureBit(VIRTIO_F_INDIRECT_DESC) |
-        featureBit(VIRTIO_F_EVENT_IDX) |
-        featureBit(VIRTIO_F_IN_ORDER) |
-        featureBit(VIRTIO_F_NOTIFICATION_DATA) |
-        featureBit(VIRTIO_F_RING_RESET);
+    this.deviceFeatures = options.features ?? (QUEUE_FEATURES | featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET));
   }
 
   /** Chains completed since creation. */

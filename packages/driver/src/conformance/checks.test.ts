@@ -1,4 +1,4 @@
-import { ChainFault, type ActivationContext, type DescriptorChain, type DeviceHost, type Virtqueue } from '@virtio-ts/virtqueue';
+import { ChainFault, DeviceStatus, type ActivationContext, type DescriptorChain, type DeviceHost, type Virtqueue } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
 import { LoopbackDevice } from '../loopback-device.js';
 import type { TransportFactory } from '../transport-factory.js';
@@ -6,6 +6,7 @@ import { CoreTransport } from '../transports/core.js';
 import {
   boundsConfigAccess,
   completesMalformedChains,
+  flagsCorruptRing,
   refusesUnofferedFeatures,
   resetsWithRequestsInFlight,
   runCheck,
@@ -115,6 +116,13 @@ class FilteringTransport extends CoreTransport {
   }
 }
 
+/** A transport backend that hides DEVICE_NEEDS_RESET from the driver's status reads. */
+class StatusMaskingTransport extends CoreTransport {
+  override getStatus(): number {
+    return super.getStatus() & ~DeviceStatus.DEVICE_NEEDS_RESET;
+  }
+}
+
 /** A transport backend that returns 0xff for configuration bytes beyond the device's space. */
 class FloatingBusTransport extends CoreTransport {
   override readConfig(offset: number, length: number): Uint8Array {
@@ -138,6 +146,13 @@ describe('conformance checks catch what they exist to catch', () => {
     await runCheck(options(() => new LoopbackDevice()), resetsWithRequestsInFlight(packed, hold));
     await expect(runCheck(options(() => new ForgetfulDevice()), resetsWithRequestsInFlight(packed, hold))).rejects.toThrow(
       /old rings and buffers written after the reset/,
+    );
+  });
+
+  it.each([false, true])('spec 2.1.2: a transport that hides DEVICE_NEEDS_RESET fails the corrupt-ring check (packed=%s)', async (packed) => {
+    await runCheck(options(() => new LoopbackDevice()), flagsCorruptRing(packed));
+    await expect(runCheck(options(() => new LoopbackDevice()), flagsCorruptRing(packed), over('masking', (m, d) => new StatusMaskingTransport(m, d)))).rejects.toThrow(
+      /the driver saw DEVICE_NEEDS_RESET/,
     );
   });
 

@@ -7,11 +7,12 @@ import {
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
   VIRTIO_F_VERSION_1,
+  VIRTQ_DESC_F_NEXT,
   featureBit,
   hasFeature,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
-import type { SplitRingDriver } from '@virtio-ts/virtqueue/testing';
+import { SplitRingDriver } from '@virtio-ts/virtqueue/testing';
 import { expect } from 'vitest';
 import type { InitOptions, VirtioDriver } from '../driver.js';
 import { DriverError } from '../errors.js';
@@ -254,22 +255,34 @@ export function completesMalformedChains<D extends VirtioDevice>(packed: boolean
   };
 }
 
-/** spec 2.1.2: a corrupt available ring sets DEVICE_NEEDS_RESET with a configuration interrupt; a reset recovers. */
-export function flagsCorruptRing<D extends VirtioDevice>(): Check<D> {
+/**
+ * spec 2.1.2: a corrupt ring sets DEVICE_NEEDS_RESET with a configuration
+ * change notification, and a reset recovers. Split: an available index more
+ * than a queue size ahead, which no driver can have made available. Packed: a
+ * descriptor list over every slot of the ring with VIRTQ_DESC_F_NEXT on each,
+ * which runs round the whole ring without ending (a driver "MUST NOT create a
+ * descriptor list longer than the Queue Size", spec 2.8.17).
+ */
+export function flagsCorruptRing<D extends VirtioDevice>(packed: boolean): Check<D> {
+  const corruption = packed ? 'a packed descriptor list that never ends' : 'an available index more than a queue size ahead';
   return {
     id: 'corrupt-ring',
-    title: 'spec 2.1.2: a corrupt available ring sets DEVICE_NEEDS_RESET with a configuration change notification; a reset recovers',
+    title: `spec 2.1.2: ${corruption} sets DEVICE_NEEDS_RESET with a configuration change notification; a reset recovers`,
     run: async (r, env) => {
-      await env.init(r.driver, { packed: false });
+      await initWith(r, env, { packed });
       const queue = r.driver.queue(env.requestQueue);
-      const ring = queue.ring as SplitRingDriver;
+      const ring = queue.ring;
       const changed = r.driver.configChanged();
-      // An available index more than a queue size ahead: no driver can have made that many buffers available.
-      ring.setAvailIdx(ring.availIndex + queue.size + 1);
+      if (ring instanceof SplitRingDriver) {
+        ring.setAvailIdx(ring.availIndex + queue.size + 1);
+      } else {
+        const addr = r.driver.allocate(16);
+        ring.addRaw(Array.from({ length: ring.free }, () => ({ addr, len: 16, id: 0, flags: VIRTQ_DESC_F_NEXT })));
+      }
       queue.kick();
       await changed;
       expect(r.driver.needsReset, 'the driver saw DEVICE_NEEDS_RESET').toBe(true);
-      await env.init(r.driver, { packed: false });
+      await env.init(r.driver, { packed });
       await env.exercise(r, 'after the reset');
     },
   };
@@ -301,8 +314,10 @@ export function resetsWithRequestsInFlight<D extends VirtioDevice>(packed: boole
       const staleKept = outside(staleBefore, [...idleRings, ...queueRanges(queues.filter((q) => q.inFlight > 0))]);
       const interrupts = new Map(idle.map((q) => [q.index, r.driver.interrupts.queue.get(q.index) ?? 0]));
       await hooks.settle(r.device);
-      expect(changedSince(r.memory, freshBefore), 'new rings written by the device before any request').toEqual([]);
-      expect(changedSince(r.memory, staleKept), 'old rings and buffers written after the reset').toEqual([]);
+      const fresh = changedSince(r.memory, freshBefore);
+      expect(fresh, `new rings written by the device before any request: ${fresh.join('; ')}`).toEqual([]);
+      const late = changedSince(r.memory, staleKept);
+      expect(late, `old rings and buffers written after the reset completed (status read 0): ${late.join('; ')}`).toEqual([]);
       for (const q of idle) {
         expect(r.driver.interrupts.queue.get(q.index) ?? 0, `interrupts for idle queue ${q.index}`).toBe(interrupts.get(q.index));
       }
@@ -373,7 +388,7 @@ export function conformanceChecks<D extends VirtioDevice>(options: ConformanceOp
     refusesUnofferedFeatures<D>(),
     boundsConfigAccess<D>(),
     ...[false, true].flatMap((packed) => [false, true].map((indirect) => completesMalformedChains<D>(packed, indirect))),
-    flagsCorruptRing<D>(),
+    ...[false, true].map((packed) => flagsCorruptRing<D>(packed)),
     ...(hooks === undefined ? [] : [false, true].map((packed) => resetsWithRequestsInFlight(packed, hooks))),
     reinitialises<D>(),
     resetsOneQueue<D>(),

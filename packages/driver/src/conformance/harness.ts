@@ -76,15 +76,22 @@ export function queueRanges(queues: readonly DriverQueue[]): [number, number][] 
   return queues.flatMap((q) => [...ringRanges(q), ...q.inFlightBuffers().map((b): [number, number] => [b.addr, b.len])]);
 }
 
-/** The snapshots whose bytes changed since they were taken, as readable descriptions. */
+/** The snapshots whose bytes changed since they were taken, as readable descriptions (how many bytes, the first change). */
 export function changedSince(memory: GuestMemory, snapshots: readonly MemorySnapshot[]): string[] {
-  return snapshots
-    .filter(({ addr, bytes }) => {
-      const now = new Uint8Array(bytes.length);
-      memory.read(addr, now);
-      return now.some((b, i) => b !== bytes[i]);
-    })
-    .map(({ addr, bytes }) => `${bytes.length} bytes at 0x${addr.toString(16)}`);
+  const changes: string[] = [];
+  for (const { addr, bytes } of snapshots) {
+    const now = new Uint8Array(bytes.length);
+    memory.read(addr, now);
+    const first = now.findIndex((b, i) => b !== bytes[i]);
+    if (first < 0) continue;
+    const count = now.reduce((n, b, i) => n + (b !== bytes[i] ? 1 : 0), 0);
+    changes.push(`${count} of ${bytes.length} bytes at 0x${addr.toString(16)} (first at +${first}: 0x${hex(bytes[first])} became 0x${hex(now[first])})`);
+  }
+  return changes;
+}
+
+function hex(byte: number | undefined): string {
+  return (byte ?? 0).toString(16).padStart(2, '0');
 }
 
 /** Waits until the device used chain `id` of `queue`; any other used chain is a failure of the test's assumptions. */
