@@ -111,17 +111,23 @@ export class RequestQueue {
   }
 
   /**
-   * Writes the status into the last writable byte; the used length covers the
-   * whole writable part. Runs from promise callbacks, where a throw would
-   * become an unhandled rejection: a failure here stops the queue instead.
+   * Writes the status into the last writable byte. The used length is what
+   * was really written (spec 2.7.8, and the note of spec 5.2.6.4 on devices
+   * that reported more): the data a successful request filled (the writer's
+   * position, which startRequest leaves after it) plus the status byte; a
+   * failed request reports the status byte alone, since its data part holds
+   * nothing the driver may rely on (a failed read may have filled part of it).
+   * Runs from promise callbacks, where a throw would become an unhandled
+   * rejection: a failure here stops the queue instead.
    */
   private complete(chain: DescriptorChain, status: number): void {
     if (this.stopped) return;
     try {
       const writer = chain.writer;
+      const filled = status === VIRTIO_BLK_S_OK ? writer.bytesWritten : 0;
       writer.skip(writer.remaining - 1);
       writer.writeU8(status);
-      this.queue.addUsed(chain, chain.writableLength);
+      this.queue.addUsed(chain, filled + 1);
     } catch (error) {
       this.stop();
       this.host.needsReset(`virtio-blk queue ${this.queue.index}: completing a request failed: ${error instanceof Error ? error.message : String(error)}`);

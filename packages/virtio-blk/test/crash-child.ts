@@ -2,9 +2,10 @@
  * The device's process for the crash test: a file-backed disk driven by a
  * guest in the same process. Each round writes ROUND_SECTORS sectors of a
  * pattern unique to the round, sends FLUSH, and once the FLUSH is used prints
- * `ACK <round>`. It keeps going until it is killed.
+ * `ACK <round>`, after a first line `PID <pid>` saying which process to kill.
+ * It keeps going until it is killed.
  *
- * Usage: crash-child.ts <image> <rounds-before-pause>
+ * Usage: crash-child.ts <image>
  */
 import { CoreTransport } from '@virtio-ts/driver';
 import { GuestMemory } from '@virtio-ts/virtqueue';
@@ -15,6 +16,7 @@ import { ROUND_SECTORS, roundData } from './crash-pattern.js';
 
 const [path] = process.argv.slice(2);
 if (path === undefined) throw new Error('usage: crash-child.ts <image>');
+process.stdout.write(`PID ${process.pid}\n`);
 const backend = await FileBackend.open(path);
 const blk = new VirtioBlk({ backend });
 const guest = BlkGuest.start(new CoreTransport(GuestMemory.create(16 << 20), blk));

@@ -2,7 +2,7 @@ import { constants, promises as fsp, read, readv, write, writev } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises';
 import type { BlockBackend } from '../backend.js';
 import { SECTOR_SIZE } from '../constants.js';
-import { ErrnoError, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, LOCK_EX, LOCK_NB, LOCK_SH, libc, type Libc } from './libc.js';
+import { ErrnoError, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, LOCK_EX, LOCK_NB, LOCK_SH, loadLibc, type Libc } from './libc.js';
 
 /** Options for {@link FileBackend.open}. */
 export interface FileBackendOptions {
@@ -14,7 +14,10 @@ export interface FileBackendOptions {
    * descriptor (Linux keeps the two coherent).
    */
   readonly direct?: boolean;
-  /** Take an flock(2) so no other process opens the image at the same time (Linux). Defaults to true. */
+  /**
+   * Take an flock(2) so no other process opens the image at the same time
+   * (Linux, with the optional dependency koffi installed). Defaults to true.
+   */
   readonly lock?: boolean;
 }
 
@@ -41,7 +44,8 @@ const ZERO_CHUNK = 1 << 20;
  * the descriptor: it does about twice the operations per second of
  * FileHandle's promise API. FLUSH is fdatasync; DISCARD
  * punches holes and WRITE_ZEROES uses FALLOC_FL_ZERO_RANGE (or a hole with
- * unmap) where the file system supports them, and writes zeroes otherwise.
+ * unmap) where the file system supports them and koffi is installed, and
+ * writes zeroes otherwise.
  */
 export class FileBackend implements BlockBackend {
   readonly readOnly: boolean;
@@ -58,13 +62,13 @@ export class FileBackend implements BlockBackend {
   private zeroes: Uint8Array | undefined;
   private closed = false;
 
-  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, punchHole: boolean) {
+  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, c: Libc | null, punchHole: boolean) {
     this.path = path;
     this.handle = handle;
     this.buffered = buffered;
     this.bytes = size;
     this.readOnly = readOnly;
-    this.libc = libc();
+    this.libc = c;
     this.punchHole = punchHole;
     this.zeroRange = this.libc !== null && !readOnly;
     this.canUnmap = punchHole;
@@ -88,7 +92,7 @@ export class FileBackend implements BlockBackend {
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new ImageError('unsupported', `image ${path} is not a regular file: give the path of a raw disk image file`);
-      const c = libc();
+      const c = await loadLibc();
       if (options.lock ?? true) lockImage(c, handle.fd, path, readOnly);
       const size = stat.size;
       if (size < SECTOR_SIZE) {
@@ -96,7 +100,7 @@ export class FileBackend implements BlockBackend {
       }
       if (direct) buffered = await fsp.open(path, readOnly ? constants.O_RDONLY : constants.O_RDWR);
       const punchHole = !readOnly && (await probePunchHole(c, handle.fd, size));
-      return new FileBackend(path, handle, buffered, size, readOnly, punchHole);
+      return new FileBackend(path, handle, buffered, size, readOnly, c, punchHole);
     } catch (error) {
       await buffered?.close();
       await handle.close();
