@@ -20,6 +20,7 @@ import type { DriverEvent } from './events.js';
 import { GuestHeap } from './guest-heap.js';
 import { featureNames, statusNames } from './names.js';
 import type { DriverTransport, InterruptCause } from './transport.js';
+import { andThen } from './poll.js';
 
 /** Options fixed for the life of a {@link VirtioDriver}. */
 export interface VirtioDriverOptions {
@@ -168,7 +169,7 @@ export class VirtioDriver {
    * {@link DriverError}. Returns the negotiated features.
    */
   async init(options: InitOptions = {}): Promise<bigint> {
-    this.reset();
+    await this.reset();
     this.writeStatus(DeviceStatus.ACKNOWLEDGE);
     this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
     const offered = this.transport.readDeviceFeatures();
@@ -207,23 +208,13 @@ export class VirtioDriver {
   /**
    * Resets the device (spec 2.4: status 0, then waits until it reads back 0).
    * Requests in flight fail with reason 'reset'; queues must be set up again
-   * with {@link init}.
+   * with {@link init}. Returns a promise when the device finishes the reset
+   * later (its in-flight I/O still touching guest memory); the requests fail
+   * once it has.
    */
-  reset(): void {
-    this.transport.reset();
-    this.trace({ kind: 'reset' });
-    const status = this.transport.getStatus();
-    if (status !== 0) throw new DriverError('usage', `the device did not reset: status reads ${statusNames(status)}`);
+  reset(): void | Promise<void> {
     this.isLive = false;
-    this.features = 0n;
-    this.needsReset = false;
-    const error = new DriverError('reset', 'the device was reset while the request was in flight');
-    for (const queue of this.queues.values()) queue.discard(error);
-    this.queues.clear();
-    this.heap.clear();
-    const waiters = this.configWaiters;
-    this.configWaiters = [];
-    for (const waiter of waiters) waiter.reject(error);
+    return andThen(this.transport.reset(), () => this.afterReset());
   }
 
   /** Queue `index`, once set up. */
@@ -240,16 +231,18 @@ export class VirtioDriver {
 
   /**
    * VIRTIO_F_RING_RESET: resets queue `index` alone (spec 2.6.1). The
-   * transport waits until the device reports the queue reset. Its requests in
-   * flight fail with reason 'reset'.
+   * transport waits until the device reports the queue reset, which makes this
+   * a promise when the device finishes it later. Its requests in flight fail
+   * with reason 'reset'.
    */
-  resetQueue(index: number): void {
+  resetQueue(index: number): void | Promise<void> {
     this.requireFeature(VIRTIO_F_RING_RESET, 'resetQueue');
     const queue = this.queue(index);
-    this.transport.resetQueue(index);
-    this.trace({ kind: 'queue-reset', index });
-    queue.discard(new DriverError('reset', `queue ${index} was reset while the request was in flight`));
-    this.queues.delete(index);
+    return andThen(this.transport.resetQueue(index), () => {
+      this.trace({ kind: 'queue-reset', index });
+      queue.discard(new DriverError('reset', `queue ${index} was reset while the request was in flight`));
+      this.queues.delete(index);
+    });
   }
 
   /** VIRTIO_F_RING_RESET: sets queue `index` up again after {@link resetQueue}, in new guest memory (spec 2.6.1.2). */
@@ -454,6 +447,22 @@ export class VirtioDriver {
     }
     this.interrupts.queue.set(cause.index, (this.interrupts.queue.get(cause.index) ?? 0) + 1);
     this.queues.get(cause.index)?.drain();
+  }
+
+  /** The driver's side of a completed reset: the status reads 0, and everything of the old initialisation goes. */
+  private afterReset(): void {
+    this.trace({ kind: 'reset' });
+    const status = this.transport.getStatus();
+    if (status !== 0) throw new DriverError('usage', `the device did not reset: status reads ${statusNames(status)}`);
+    this.features = 0n;
+    this.needsReset = false;
+    const error = new DriverError('reset', 'the device was reset while the request was in flight');
+    for (const queue of this.queues.values()) queue.discard(error);
+    this.queues.clear();
+    this.heap.clear();
+    const waiters = this.configWaiters;
+    this.configWaiters = [];
+    for (const waiter of waiters) waiter.reject(error);
   }
 
   private noteNeedsReset(): void {

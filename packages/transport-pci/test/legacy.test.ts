@@ -95,6 +95,29 @@ describe('legacy interface rules', () => {
     expect(fn.ioRead(port + LegacyIo.QUEUE_PFN, 4)).toBe(0);
   });
 
+  it("spec 2.4: a reset the device finishes later through the legacy interface holds the vCPU, as Linux's legacy driver does not poll", async () => {
+    // A ram disk (a transitional type) whose reset finishes only when the test says.
+    let finish: () => void = () => undefined;
+    const device = new (class extends RamDiskDevice {
+      override reset(): Promise<void> {
+        super.reset();
+        return new Promise((resolve) => (finish = resolve));
+      }
+    })();
+    const wired = wireLegacy(device, {}, { interrupts: 'intx' });
+    const { fn, driver } = wired;
+    legacyBringUp(wired);
+    const resetting = driver.reset();
+    const held = fn.pendingCompletion;
+    expect(held).toBeInstanceOf(Promise);
+    expect(resetting).toBeInstanceOf(Promise);
+    expect(fn.ioRead((fn.bars[0]?.address as number) + LegacyIo.STATUS, 1)).toBe(ACKNOWLEDGE | DRIVER | DRIVER_OK);
+    finish();
+    await resetting;
+    expect(fn.pendingCompletion).toBeUndefined();
+    expect(driver.getStatus()).toBe(0);
+  });
+
   it('the legacy header refuses wrong widths and read-only writes, and has no vector registers without MSI-X', () => {
     const { fn } = wireLegacy(new RamDiskDevice(), {}, { interrupts: 'intx' });
     const port = fn.bars[0]?.address as number;

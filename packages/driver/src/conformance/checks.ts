@@ -85,8 +85,11 @@ export class CheckSkipped extends Error {
 
 /** The suite's options resolved, as the checks use them. */
 export interface CheckEnv<D extends VirtioDevice> {
+  /** The options as given. */
   readonly options: ConformanceOptions<D>;
+  /** {@link ConformanceOptions.requestQueue}, defaulted. */
   readonly requestQueue: number;
+  /** {@link ConformanceOptions.rounds}, defaulted. */
   readonly rounds: number;
   /** Initialises the device with the suite's device-specific options and the check's ring options. */
   init(driver: VirtioDriver, ring?: InitOptions): Promise<bigint>;
@@ -289,7 +292,7 @@ export function resetsWithRequestsInFlight<D extends VirtioDevice>(packed: boole
       await hooks.submit(r.driver, r.device);
       expect(inFlight(r.driver), 'requests left in flight by inFlight.submit').toBeGreaterThan(0);
       const stale = queueRanges([...r.driver.activeQueues.values()]);
-      r.driver.reset();
+      await r.driver.reset();
       const staleBefore = snapshot(r.memory, stale);
       await env.init(r.driver, { packed });
       // Queues the driver populated may legitimately be used; the others' rings must stay as written.
@@ -334,7 +337,7 @@ export function resetsOneQueue<D extends VirtioDevice>(): Check<D> {
       await initWith(r, env, { ringReset: true });
       await env.exercise(r, 'before the queue reset');
       const size = r.driver.queue(env.requestQueue).size;
-      r.driver.resetQueue(env.requestQueue);
+      await r.driver.resetQueue(env.requestQueue);
       r.driver.enableQueue(env.requestQueue, size);
       await env.exercise(r, 'after the queue reset');
     },

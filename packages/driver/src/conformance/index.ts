@@ -14,7 +14,10 @@ export {
   type InFlightHooks,
 } from './checks.js';
 export type { Rig } from './harness.js';
+export { exerciseLoopback, loopbackConformance } from './loopback.js';
 export { MALFORMED_CHAINS, malformedChainsFor, type MalformedChain } from './malformed.js';
+export { describeResetCompletion } from './reset-completion.js';
+export { SlowResetDevice } from './slow-reset-device.js';
 
 /**
  * Registers the virtio conformance suite for a device (vitest `describe`/`it`):

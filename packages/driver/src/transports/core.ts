@@ -1,4 +1,5 @@
 import { VirtioCore, type GuestMemory, type QueueConfig, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { pollUntil } from '../poll.js';
 import type { DriverTransport, InterruptCause } from '../transport.js';
 
 /** Options for {@link CoreTransport}. */
@@ -37,8 +38,10 @@ export class CoreTransport implements DriverTransport {
     return this.core.device.deviceType;
   }
 
-  reset(): void {
+  /** Status 0; a promise while the device is still finishing the reset (status reads 0 once it has). */
+  reset(): void | Promise<void> {
     this.core.writeStatus(0);
+    return this.core.resetPending;
   }
 
   getStatus(): number {
@@ -73,8 +76,10 @@ export class CoreTransport implements DriverTransport {
     return this.core.queueSlot(index)?.enabled ?? false;
   }
 
-  resetQueue(index: number): void {
+  /** The queue reset; polled until the device has finished it, as a driver polls queue_reset (spec 2.6.1). */
+  resetQueue(index: number): void | Promise<void> {
     this.core.resetQueue(index);
+    return pollUntil(() => !this.core.queueResetPending(index), `queue ${index}: the device did not finish its reset`);
   }
 
   notify(index: number, data?: number): void {
