@@ -1,11 +1,13 @@
 import type { Command } from './command.js';
 import { demo } from './commands/demo.js';
 import { vhostUser } from './commands/vhost-user.js';
+import { vmm } from './commands/vmm.js';
 import { UsageError } from './errors.js';
 
 /** The subcommands, by name. Adding one is one import and one line here. */
 export const commands: Readonly<Record<string, Command>> = {
   'vhost-user': vhostUser,
+  vmm,
   demo,
 };
 

@@ -7,7 +7,7 @@ export { KvmError } from './kvm/errors.js';
 export { Kvm, hostVirtualization, type CpuidEntry, type HostVirtualization, type KvmCapabilities } from './kvm/kvm.js';
 export type { VcpuStop } from './kvm/mailbox.js';
 export { VcpuThread, type ExitHandler, type VcpuInit } from './kvm/vcpu.js';
-export { Vm, createEventFd, type GsiRoute, type IoEventSpec, type MsiMessage } from './kvm/vm.js';
+export { Vm, createEventFd, type IoEventSpec, type MsiMessage } from './kvm/vm.js';
 export { EventFdPoller } from './kvm/poller.js';
 export { GuestRam } from './memory/guest-ram.js';
 export { Machine, MIN_MEMORY, type BootSpec, type MachineOptions, type MachineOutcome, type MmioSlot } from './machine.js';

@@ -51,8 +51,14 @@ export interface MachineOptions {
   /** Diagnostics (device errors, guest driver mistakes). */
   readonly log?: (message: string) => void;
   /**
-   * How level-triggered GSIs are driven: 'irqfd' (an irqfd with a resample
-   * eventfd, where KVM supports it) or 'irq-line' (KVM_IRQ_LINE). Default 'irqfd'.
+   * How level-triggered GSIs are driven: 'irq-line' (KVM_IRQ_LINE, the
+   * default) or 'irqfd' (an irqfd with a resample eventfd, where KVM supports
+   * it). Devices here run on the main thread, so KVM_IRQ_LINE costs the same
+   * one system call as an irqfd write and follows the device's level exactly;
+   * an irqfd's assertion is applied by KVM asynchronously and its resample
+   * notification arrives through the event loop, so a trigger can land after
+   * the guest acknowledged the device and EOI'd, which the guest sees as a
+   * spurious interrupt. irqfd is for devices outside this process.
    */
   readonly gsiInjection?: 'irqfd' | 'irq-line';
   /** Path of the KVM device. */
@@ -154,7 +160,7 @@ export class Machine {
   /** Which way GSIs are injected, after falling back where KVM lacks irqfd resampling. */
   get gsiInjection(): 'irqfd' | 'irq-line' {
     const caps = this.kvm.capabilities;
-    return (this.options.gsiInjection ?? 'irqfd') === 'irqfd' && caps.irqfd && caps.irqfdResample ? 'irqfd' : 'irq-line';
+    return this.options.gsiInjection === 'irqfd' && caps.irqfd && caps.irqfdResample ? 'irqfd' : 'irq-line';
   }
 
   /** A level-triggered interrupt line for `gsi` (an IOAPIC pin). */

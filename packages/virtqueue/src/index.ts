@@ -5,6 +5,8 @@ export type { DescriptorChain } from './queue/chain.js';
 export { ChainReader, ChainUnderrunError, ChainWriter } from './queue/cursor.js';
 export type { QueueConfig, QueueHooks, QueuePosition, Virtqueue } from './queue/virtqueue.js';
 export { createVirtqueue, queueConfigProblem, type CreateVirtqueueOptions } from './queue/create.js';
+export type { ByteOrder } from './queue/create.js';
+export { legacySplitRingLayout } from './queue/legacy-layout.js';
 export { splitRingSizes } from './queue/split.js';
 export { packedRingSizes } from './queue/packed.js';
 export {
@@ -16,5 +18,5 @@ export {
   type TransportInterrupts,
   type VirtioDevice,
 } from './device/contract.js';
+export type { ConfigField } from './device/contract.js';
 export { VirtioCore, type DriverViolations, type QueueSlot, type VirtioCoreOptions, type VirtioCoreSnapshot } from './device/core.js';
-export { legacySplitRingLayout } from './queue/legacy-layout.js';

@@ -11,6 +11,7 @@ import {
   VIRTIO_F_VERSION_1,
   createVirtqueue,
   featureBit,
+  type ByteOrder,
   type QueueConfig,
   type QueuePosition,
   type Virtqueue,
@@ -23,6 +24,8 @@ export interface RingOptions {
   readonly eventIdx?: boolean;
   readonly indirect?: boolean;
   readonly inOrder?: boolean;
+  /** Split rings only: 'big-endian' makes a legacy ring without VIRTIO_F_VERSION_1 (spec 2.7.3). */
+  readonly byteOrder?: ByteOrder;
   /** Guest memory to use; defaults to 1 MiB at guest address 0. */
   readonly memory?: GuestMemory;
   /** Window the allocator places rings and buffers in; defaults to [0x1000, end of the first region). */
@@ -44,8 +47,21 @@ export class Fixture<D> {
     readonly config: QueueConfig,
     readonly driver: D,
     readonly features: bigint,
+    readonly byteOrder: ByteOrder = 'little-endian',
   ) {
     this.queue = this.create(undefined);
+  }
+
+  /** A u16 ring field at `addr`, in the ring's byte order. */
+  ringU16(addr: number): number {
+    const value = this.memory.getU16(addr);
+    return this.byteOrder === 'big-endian' ? swap16(value) : value;
+  }
+
+  /** A u32 ring field at `addr`, in the ring's byte order. */
+  ringU32(addr: number): number {
+    const value = this.memory.getU32(addr);
+    return this.byteOrder === 'big-endian' ? swap32(value) : value;
   }
 
   /** Replaces the queue with a new one on the same rings, resuming at `start`. */
@@ -58,16 +74,17 @@ export class Fixture<D> {
     return createVirtqueue(this.memory, this.config, {
       index: 0,
       features: this.features,
+      byteOrder: this.byteOrder,
       hooks: { interrupt: () => this.interrupts++, corrupt: (reason) => this.corruptions.push(reason) },
       ...(start === undefined ? {} : { start }),
     });
   }
 }
 
-/** The feature bits for a ring configuration. */
+/** The feature bits for a ring configuration; a big-endian ring is a legacy one, without VIRTIO_F_VERSION_1. */
 export function ringFeatures(packed: boolean, options: RingOptions): bigint {
   return (
-    featureBit(VIRTIO_F_VERSION_1) |
+    (options.byteOrder === 'big-endian' ? 0n : featureBit(VIRTIO_F_VERSION_1)) |
     (packed ? featureBit(VIRTIO_F_RING_PACKED) : 0n) |
     (options.eventIdx === true ? featureBit(VIRTIO_F_EVENT_IDX) : 0n) |
     (options.indirect === true ? featureBit(VIRTIO_F_INDIRECT_DESC) : 0n) |
@@ -83,12 +100,12 @@ function fixture<D>(packed: boolean, options: RingOptions, makeDriver: (memory: 
   const alloc = new GuestAllocator(start, end, { seed: options.seed ?? 1 });
   const size = options.size ?? 8;
   const config = packed ? placePackedRing(alloc, size) : placeSplitRing(alloc, size);
-  return new Fixture(memory, alloc, config, makeDriver(memory, config), ringFeatures(packed, options));
+  return new Fixture(memory, alloc, config, makeDriver(memory, config), ringFeatures(packed, options), options.byteOrder);
 }
 
 /** A split ring (spec 2.7) with its driver. */
 export function splitFixture(options: RingOptions = {}): Fixture<SplitRingDriver> {
-  return fixture(false, options, (memory, config) => new SplitRingDriver(memory, config, { eventIdx: options.eventIdx ?? false }));
+  return fixture(false, options, (memory, config) => new SplitRingDriver(memory, config, { eventIdx: options.eventIdx ?? false, byteOrder: options.byteOrder ?? 'little-endian' }));
 }
 
 /** A packed ring (spec 2.8) with its driver. */
@@ -99,6 +116,16 @@ export function packedFixture(options: RingOptions = {}): Fixture<PackedRingDriv
 /** Either layout, for tests that hold for both. */
 export function ringFixture(packed: boolean, options: RingOptions = {}): Fixture<SplitRingDriver | PackedRingDriver> {
   return packed ? packedFixture(options) : splitFixture(options);
+}
+
+/** Reverses the bytes of a u16. */
+export function swap16(value: number): number {
+  return ((value & 0xff) << 8) | ((value >>> 8) & 0xff);
+}
+
+/** Reverses the bytes of a u32. */
+export function swap32(value: number): number {
+  return (((value & 0xff) << 24) | ((value & 0xff00) << 8) | ((value >>> 8) & 0xff00) | (value >>> 24)) >>> 0;
 }
 
 /** pop() that fails the test when the ring yields nothing. */

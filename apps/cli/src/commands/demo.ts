@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VhostUserServer } from '@virtio-ts/vhost-user';
 import { buildGuest, detectAcceleration, findExecutable, qemuArgs, repositoryRoot } from '@virtio-ts/vhost-user/qemu';
+import { hostVirtualization, runVmmCli } from '@virtio-ts/vmm';
 import type { Command } from '../command.js';
 import { openBlk } from '../devices/blk.js';
 import { UsageError } from '../errors.js';
@@ -13,9 +14,11 @@ const USAGE = 'virtio-ts demo [--image FILE]';
 const DEMO_DISK_BYTES = 256 * 2 ** 20;
 
 /**
- * `virtio-ts demo`: boots a stock Debian kernel under QEMU with a disk served
- * by our vhost-user-blk back-end, and drops the user into the guest's shell
- * with the disk mounted. The first boot formats the disk.
+ * `virtio-ts demo`: boots a stock Debian kernel with a virtio-ts disk and
+ * drops the user into the guest's shell with the disk mounted: on the
+ * virtio-ts VMM where the host has hardware virtualization, otherwise under
+ * QEMU with the disk served by our vhost-user-blk back-end. The first boot
+ * formats the disk.
  */
 export const demo: Command = {
   summary: `boot a Linux guest in QEMU with a virtio-ts disk mounted, and open its shell: ${USAGE}`,
@@ -36,6 +39,16 @@ export const demo: Command = {
       writeFileSync(image, '');
       truncateSync(image, DEMO_DISK_BYTES);
       say(`created ${image} (${DEMO_DISK_BYTES / 2 ** 20} MiB; the guest formats it on first boot)`);
+    }
+    if (hostVirtualization().hardware) {
+      // With hardware virtualization the guest runs on our own VMM, its disk a virtio-ts device in the same process.
+      say('booting on the virtio-ts VMM (KVM); quit with Ctrl-A x, or poweroff in the guest');
+      return runVmmCli([
+        'run',
+        ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--memory', '512M'],
+        ...['--cmdline', 'console=ttyS0 quiet panic=-1 vt.mode=demo'],
+        ...['--blk', `path=${image},transport=pci,serial=virtio-ts-demo`],
+      ]);
     }
     const blk = await openBlk({ image, readOnly: false, queues: 1, serial: 'virtio-ts-demo' });
     const dir = mkdtempSync(join(tmpdir(), 'virtio-ts-demo-'));

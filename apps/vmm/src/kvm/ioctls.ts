@@ -16,7 +16,6 @@ function ioc(dir: number, nr: number, size: number): number {
 const SIZE = {
   userspaceMemoryRegion: 32,
   irqLevel: 8,
-  irqRouting: 8,
   irqfd: 32,
   pitConfig: 64,
   ioeventfd: 64,
@@ -42,7 +41,6 @@ export const KVM = {
   SET_IDENTITY_MAP_ADDR: ioc(WRITE, 0x48, SIZE.u64),
   CREATE_IRQCHIP: ioc(NONE, 0x60, 0),
   IRQ_LINE: ioc(WRITE, 0x61, SIZE.irqLevel),
-  SET_GSI_ROUTING: ioc(WRITE, 0x6a, SIZE.irqRouting),
   IRQFD: ioc(WRITE, 0x76, SIZE.irqfd),
   CREATE_PIT2: ioc(WRITE, 0x77, SIZE.pitConfig),
   IOEVENTFD: ioc(WRITE, 0x79, SIZE.ioeventfd),
@@ -65,7 +63,6 @@ export const KVM_CAP = {
   SET_TSS_ADDR: 4,
   EXT_CPUID: 7,
   NR_VCPUS: 9,
-  IRQ_ROUTING: 25,
   IRQFD: 32,
   PIT2: 33,
   IOEVENTFD: 36,

@@ -22,7 +22,6 @@ export interface KvmCapabilities {
   readonly irqfdResample: boolean;
   readonly ioeventfd: boolean;
   readonly signalMsi: boolean;
-  readonly irqRouting: boolean;
   readonly pit2: boolean;
   readonly immediateExit: boolean;
   readonly maxVcpus: number;
@@ -57,7 +56,6 @@ export class Kvm {
       irqfdResample: has(KVM_CAP.IRQFD_RESAMPLE),
       ioeventfd: has(KVM_CAP.IOEVENTFD),
       signalMsi: has(KVM_CAP.SIGNAL_MSI),
-      irqRouting: has(KVM_CAP.IRQ_ROUTING),
       pit2: has(KVM_CAP.PIT2),
       immediateExit: has(KVM_CAP.IMMEDIATE_EXIT),
       maxVcpus: maxVcpus > 0 ? maxVcpus : c.ioctlInt(fd, KVM.CHECK_EXTENSION, KVM_CAP.NR_VCPUS),

@@ -21,6 +21,11 @@ export interface VcpuInit {
   readonly regs?: Uint8Array;
 }
 
+/** Atomics.waitAsync (ES2024, in Node since 16), typed here so that the package builds against ES2022 typings. */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(array: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
 const kickHandler = (): void => undefined;
 let kickUsers = 0;
 
@@ -110,7 +115,7 @@ export class VcpuThread {
   private async serve(): Promise<void> {
     const mailbox = this.mailbox;
     while (!this.ended) {
-      const wait = Atomics.waitAsync(mailbox, MAILBOX.state, STATE.RUNNING);
+      const wait = waitAsync(mailbox, MAILBOX.state, STATE.RUNNING);
       if (wait.async) await wait.value;
       if (Atomics.load(mailbox, MAILBOX.state) !== STATE.EXIT) continue;
       this.complete();

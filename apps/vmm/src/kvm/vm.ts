@@ -26,14 +26,6 @@ const IRQFD_FLAG_RESAMPLE = 2;
 const IOEVENTFD_FLAG_DATAMATCH = 1;
 const IOEVENTFD_FLAG_PIO = 2;
 const IOEVENTFD_FLAG_DEASSIGN = 4;
-const ROUTING_IRQCHIP = 1;
-const ROUTING_MSI = 2;
-const ROUTING_ENTRY_SIZE = 48;
-
-/** A GSI route: to an interrupt controller pin, or an MSI message. */
-export type GsiRoute =
-  | { readonly gsi: number; readonly kind: 'irqchip'; readonly irqchip: number; readonly pin: number }
-  | { readonly gsi: number; readonly kind: 'msi'; readonly message: MsiMessage };
 
 /**
  * A KVM virtual machine: its memory slots, in-kernel interrupt controllers,
@@ -104,32 +96,6 @@ export class Vm {
     const r = libc().ioctlPtr(this.fd, KVM.SIGNAL_MSI, this.scratch);
     if (r < 0) throw new KvmError('KVM_SIGNAL_MSI', libc().errno());
     return r > 0;
-  }
-
-  /**
-   * Replaces the GSI routing table (KVM_SET_GSI_ROUTING). KVM's table is
-   * all-or-nothing, so the caller passes every route, including the default
-   * irqchip pins it still wants.
-   */
-  setGsiRouting(routes: readonly GsiRoute[]): void {
-    const buffer = new Uint8Array(8 + routes.length * ROUTING_ENTRY_SIZE);
-    const v = new DataView(buffer.buffer);
-    v.setUint32(0, routes.length, true);
-    routes.forEach((route, i) => {
-      const at = 8 + i * ROUTING_ENTRY_SIZE;
-      v.setUint32(at, route.gsi, true);
-      if (route.kind === 'irqchip') {
-        v.setUint32(at + 4, ROUTING_IRQCHIP, true);
-        v.setUint32(at + 16, route.irqchip, true);
-        v.setUint32(at + 20, route.pin, true);
-      } else {
-        v.setUint32(at + 4, ROUTING_MSI, true);
-        v.setUint32(at + 16, Number(route.message.address & 0xffffffffn), true);
-        v.setUint32(at + 20, Number(route.message.address >> 32n), true);
-        v.setUint32(at + 24, route.message.data >>> 0, true);
-      }
-    });
-    this.check(libc().ioctlPtr(this.fd, KVM.SET_GSI_ROUTING, buffer), 'KVM_SET_GSI_ROUTING');
   }
 
   /**

@@ -60,6 +60,20 @@ export class GuestProgram {
     return this.write(4, LAPIC.eoi, 0);
   }
 
+  /**
+   * Waits for an interrupt after which the u16/u32 at `address` equals `value`
+   * (interrupts with nothing to do get an EOI and are waited past), runs
+   * `acknowledge`, sends the EOI, and then prints the vector, expected to be `vector`.
+   */
+  waitFor(width: 2 | 4, address: number, value: number, vector: number, acknowledge: (p: this) => void = () => undefined): this {
+    this.script.waitUntil(width, address, value);
+    acknowledge(this);
+    this.write(4, LAPIC.eoi, 0);
+    this.script.printVector();
+    this.expected.push(hex(vector, 1));
+    return this;
+  }
+
   /** Masks the 8259 PICs and software-enables the local APIC. */
   enableApic(): this {
     return this.out(1, 0x21, 0xff).out(1, 0xa1, 0xff).write(4, LAPIC.svr, 0x1ff);

@@ -20,9 +20,16 @@ import { Assembler, CC, R } from './x86-asm.js';
  *   does not EOI, so the script acknowledges the device and then writes the
  *   local APIC's EOI register itself (a level-triggered line that is still
  *   high would otherwise interrupt again at once).
+ * - WAIT_UNTIL width address value: like WAIT_IRQ, but only an interrupt
+ *   after which the u16/u32 at `address` reads `value` ends the wait (a
+ *   driver checking its used ring); after any other interrupt the guest sends
+ *   the EOI itself and sleeps again, as Linux does for an interrupt with
+ *   nothing to do. It prints nothing, so that the driver can acknowledge the
+ *   device first.
+ * - PRINT_VECTOR: print the vector of the last interrupt.
  * - END: `cli; hlt` forever (scripts normally power off first).
  */
-export const OP = { END: 0, OUT: 1, IN: 2, WRITE: 3, READ: 4, WAIT_IRQ: 5 } as const;
+export const OP = { END: 0, OUT: 1, IN: 2, WRITE: 3, READ: 4, WAIT_IRQ: 5, WAIT_UNTIL: 6, PRINT_VECTOR: 7 } as const;
 
 /** Addresses the guest uses. The machine needs at least {@link SCRIPT_GUEST_MIN_MEMORY} bytes of RAM. */
 export const GUEST = {
@@ -50,6 +57,7 @@ export const FIRST_VECTOR = 0x20;
 export const VECTOR_COUNT = 64;
 
 const OP_SIZE = 24;
+const LAPIC_EOI = 0xfee0_00b0;
 const COM1 = 0x3f8;
 
 /** Assembles the interpreter and builds its IDT. */
@@ -72,6 +80,8 @@ export function buildScriptGuest(): { code: Uint8Array; idt: Uint8Array; idtr: U
     [OP.WRITE, 'write'],
     [OP.READ, 'read'],
     [OP.WAIT_IRQ, 'wait'],
+    [OP.WAIT_UNTIL, 'until'],
+    [OP.PRINT_VECTOR, 'vector'],
   ] as const) {
     a.cmpImm32(R.rax, op).jcc(CC.e, label);
   }
@@ -107,6 +117,18 @@ export function buildScriptGuest(): { code: Uint8Array; idt: Uint8Array; idtr: U
   a.label('wait').load(8, R.rax, R.r15, 0);
   a.label('wait.loop').sti().hlt().cmpMem64(R.rax, R.r15, 0).jcc(CC.e, 'wait.loop');
   a.load(8, R.rbx, R.r15, 8).movImm32(R.rcx, 1).call('print').jmp('next');
+
+  // WAIT_UNTIL: rcx = width, rdx = address, rbx = value.
+  a.label('until').load(8, R.rax, R.r15, 0);
+  a.label('until.loop').sti().hlt().cmpMem64(R.rax, R.r15, 0).jcc(CC.e, 'until.loop');
+  a.load(8, R.rax, R.r15, 0);
+  a.cmpImm32(R.rcx, 2).jcc(CC.e, 'until.u16');
+  a.load(4, R.rdi, R.rdx, 0).jmp('until.check');
+  a.label('until.u16').load(2, R.rdi, R.rdx, 0);
+  a.label('until.check').cmpReg32(R.rdi, R.rbx).jcc(CC.e, 'until.done');
+  a.movImm64(R.rdi, LAPIC_EOI).store(4, R.rdi, 0, R.rdi).jmp('until.loop');
+  a.label('until.done').jmp('next');
+  a.label('vector').load(8, R.rbx, R.r15, 8).movImm32(R.rcx, 1).call('print').jmp('next');
 
   // print: rbx = value, ecx = width in bytes; prints width*2 hex digits and a newline.
   a.label('print').movReg(R.rdi, R.rcx).shlImm32(R.rdi, 1).movImm32(R.rdx, COM1);
@@ -168,6 +190,14 @@ export class Script {
   /** Waits for an interrupt; the guest prints its vector. */
   waitIrq(): this {
     return this.op(OP.WAIT_IRQ, 0, 0, 0);
+  }
+  /** Waits for an interrupt after which the u16 or u32 at `address` equals `value`. */
+  waitUntil(width: 2 | 4, address: number, value: number): this {
+    return this.op(OP.WAIT_UNTIL, width, address, value);
+  }
+  /** Prints the vector of the last interrupt. */
+  printVector(): this {
+    return this.op(OP.PRINT_VECTOR, 0, 0, 0);
   }
   /** Prints a line of text (each character an `out` to COM1). */
   print(text: string): this {

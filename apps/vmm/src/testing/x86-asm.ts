@@ -139,6 +139,12 @@ export class Assembler {
     return this.bytes(0x81, 0xf8 | (dst & 7)).imm(value, 4);
   }
 
+  /** cmp a, b between 32-bit registers (39 /r). */
+  cmpReg32(a: Reg, b: Reg): this {
+    this.rex(false, b, a);
+    return this.bytes(0x39, 0xc0 | ((b & 7) << 3) | (a & 7));
+  }
+
   /** cmp r64, [base + disp] (REX.W 3B /r). */
   cmpMem64(reg: Reg, base: Reg, disp = 0): this {
     this.rex(true, reg, base);

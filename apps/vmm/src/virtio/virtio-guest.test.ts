@@ -56,7 +56,7 @@ describe.skipIf(noKvm !== undefined)('virtio-blk driven from inside the guest', 
             { address: STATUS, length: 1, writable: true },
           ]);
           t.kick(program, 0);
-          program.waitIrq(t.queueVector, (p) => t.acknowledge(p));
+          program.waitFor(2, QUEUE.used + 2, 1, t.queueVector, (p) => t.acknowledge(p));
           checkUsed(program, QUEUE, 0, 0, 513);
           program.read(1, STATUS, VIRTIO_BLK_S_OK).read(8, DATA, 0x12345678_deadbeefn);
           // Request 2: write sector 1 with bytes the guest stores.
@@ -68,7 +68,7 @@ describe.skipIf(noKvm !== undefined)('virtio-blk driven from inside the guest', 
             { address: STATUS2, length: 1, writable: true },
           ]);
           t.kick(program, 0);
-          program.waitIrq(t.queueVector, (p) => t.acknowledge(p));
+          program.waitFor(2, QUEUE.used + 2, 2, t.queueVector, (p) => t.acknowledge(p));
           checkUsed(program, QUEUE, 1, 3, 1);
           program.read(1, STATUS2, VIRTIO_BLK_S_OK).print('done').powerOff(ACPI_SLEEP_CONTROL_PORT);
           return program.script;

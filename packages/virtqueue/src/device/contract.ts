@@ -1,4 +1,5 @@
 import type { GuestMemory } from '../memory/guest-memory.js';
+import type { ByteOrder } from '../queue/create.js';
 import type { Virtqueue } from '../queue/virtqueue.js';
 
 /**
@@ -52,6 +53,22 @@ export interface ActivationContext extends DeviceHost {
   readonly signal: AbortSignal;
   /** Shared memory regions the VMM mapped, by shmid. */
   readonly sharedMemory: ReadonlyMap<number, SharedMemoryMapping>;
+  /**
+   * Byte order of the multi-byte fields in the driver's requests: 'big-endian'
+   * only for a legacy driver on a big-endian guest, whose fields are in the
+   * guest's order (spec 2.7.3), which only a device declaring
+   * {@link VirtioDevice.legacyConfigFields} is given. Little-endian otherwise,
+   * and when absent.
+   */
+  readonly byteOrder?: ByteOrder;
+}
+
+/** A multi-byte field of a device's configuration space. */
+export interface ConfigField {
+  /** Offset in the configuration space. */
+  readonly offset: number;
+  /** Size in bytes: 2, 4 or 8. */
+  readonly size: number;
 }
 
 /**
@@ -75,6 +92,18 @@ export interface VirtioDevice {
   readonly configSize: number;
   /** Shared memory regions the transport advertises (spec 2.10). */
   readonly sharedMemoryRegions?: readonly SharedMemoryRegionSpec[];
+  /**
+   * The multi-byte fields of the configuration space, for legacy drivers on
+   * big-endian guests (virtio-ccw revision 0 on s390). Legacy interfaces put
+   * configuration fields and request fields in the guest's byte order
+   * (spec 2.5.3, 2.7.3); the device lays its configuration out little-endian
+   * and only it knows where its fields are. Declaring them (an empty list when
+   * there are none) says the device supports such drivers: the transport
+   * byte-swaps these fields for them, and the device reads and writes its
+   * requests' fields in {@link ActivationContext.byteOrder}. Transports refuse
+   * big-endian legacy drivers to a device without it.
+   */
+  readonly legacyConfigFields?: readonly ConfigField[];
 
   /** Called once by the transport before anything else, with the channel back to it. */
   attach?(host: DeviceHost): void;

@@ -13,9 +13,10 @@ import {
   featureBit,
 } from '../constants.js';
 import { GuestMemory } from '../memory/guest-memory.js';
+import type { ByteOrder } from '../queue/create.js';
 import type { Virtqueue } from '../queue/virtqueue.js';
 import { GuestAllocator, SplitRingDriver, placeSplitRing } from '../testing/index.js';
-import type { ActivationContext, DeviceHost, VirtioDevice } from './contract.js';
+import type { ActivationContext, ConfigField, DeviceHost, VirtioDevice } from './contract.js';
 import { VirtioCore, type VirtioCoreOptions } from './core.js';
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
@@ -162,9 +163,9 @@ function rig(options: Partial<VirtioCoreOptions> = {}, device = new EchoDevice()
 }
 
 /** Driver side: places and enables queue `index` as a split ring; returns its driver. */
-function setUpQueue(r: Rig, index: number, size = 8): SplitRingDriver {
+function setUpQueue(r: Rig, index: number, size = 8, byteOrder: ByteOrder = 'little-endian'): SplitRingDriver {
   const config = placeSplitRing(r.alloc, size);
-  const driver = new SplitRingDriver(r.memory, config);
+  const driver = new SplitRingDriver(r.memory, config, { byteOrder });
   expect(r.core.setQueueConfig(index, config)).toBe(true);
   expect(r.core.enableQueue(index)).toBe(true);
   return driver;
@@ -748,6 +749,98 @@ describe('VirtioCore: legacy interface (spec 2.2.3, 3.1.2)', () => {
     r.core.writeStatus(ACKNOWLEDGE | DRIVER | DRIVER_OK);
     expect(r.device.contexts).toHaveLength(1);
     expect(echo(r, driver, 'later')).toBe('later');
+  });
+});
+
+describe('VirtioCore: a legacy driver on a big-endian guest (spec 2.5.3, 2.7.3)', () => {
+  /** EchoDevice declaring its one multi-byte field, le32 `value` at 0; bytes 4-7 are single bytes. Records the writes it is given. */
+  class BigEndianEchoDevice extends EchoDevice {
+    readonly legacyConfigFields: readonly ConfigField[] = [{ offset: 0, size: 4 }];
+    readonly writes: [number, number[]][] = [];
+
+    override writeConfig(offset: number, data: Uint8Array): void {
+      this.writes.push([offset, [...data]]);
+      super.writeConfig(offset, data);
+    }
+  }
+
+  const bigEndianRig = (device: EchoDevice = new BigEndianEchoDevice()): Rig => {
+    const r = rig({}, device);
+    r.core.legacy = true;
+    r.core.legacyByteOrder = 'big-endian';
+    return r;
+  };
+
+  it('spec 2.7.3: the queues are big-endian rings, and the device is told its requests are big-endian', () => {
+    const r = bigEndianRig();
+    expect(r.core.byteOrder).toBe('big-endian');
+    r.core.writeStatus(ACKNOWLEDGE);
+    r.core.writeStatus(ACKNOWLEDGE | DRIVER);
+    r.core.writeDriverFeaturesPage(0, Number(featureBit(VIRTIO_F_EVENT_IDX)));
+    const driver = setUpQueue(r, 0, 8, 'big-endian');
+    r.core.writeStatus(ACKNOWLEDGE | DRIVER | DRIVER_OK);
+    expect(r.device.contexts[0]?.byteOrder).toBe('big-endian');
+    expect(echo(r, driver, 'big-endian')).toBe('big-endian');
+    expect(echo(r, driver, 'again')).toBe('again');
+    expect(r.core.status & DEVICE_NEEDS_RESET).toBe(0);
+  });
+
+  it('spec 2.5.3: declared fields read byte-reversed, other bytes as they are, at any offset and length', () => {
+    const r = bigEndianRig();
+    r.device.config.setUint32(0, 0x11223344, true);
+    r.device.config.setUint32(4, 0x55667788, true);
+    const read = (offset: number, length: number): number[] => {
+      const data = new Uint8Array(length);
+      expect(r.core.readConfig(offset, data)).toBe(true);
+      return [...data];
+    };
+    expect(read(0, 8)).toEqual([0x11, 0x22, 0x33, 0x44, 0x88, 0x77, 0x66, 0x55]);
+    expect(read(1, 2)).toEqual([0x22, 0x33]);
+    expect(read(3, 2)).toEqual([0x44, 0x88]);
+    expect(read(6, 2)).toEqual([0x66, 0x55]);
+  });
+
+  it('spec 2.5.3: a write is merged into the big-endian view and reaches the device as whole fields in its layout', () => {
+    const r = bigEndianRig();
+    const device = r.device as BigEndianEchoDevice;
+    r.device.config.setUint32(0, 0x11223344, true);
+    expect(r.core.writeConfig(2, Uint8Array.of(0xaa, 0xbb))).toBe(true);
+    expect(r.device.config.getUint32(0, true)).toBe(0x1122aabb);
+    expect(device.writes).toEqual([[0, [0xbb, 0xaa, 0x22, 0x11]]]);
+    expect(r.core.writeConfig(5, Uint8Array.of(0xcc))).toBe(true);
+    expect(device.writes[1]).toEqual([5, [0xcc]]);
+  });
+
+  it('a device that declares no field layout gives a big-endian legacy driver a closed configuration space', () => {
+    const r = bigEndianRig(new EchoDevice());
+    r.device.config.setUint32(0, 0x11223344, true);
+    const data = new Uint8Array(4).fill(9);
+    expect(r.core.readConfig(0, data)).toBe(false);
+    expect([...data]).toEqual([0, 0, 0, 0]);
+    expect(r.core.writeConfig(0, Uint8Array.of(1, 2, 3, 4))).toBe(false);
+    expect(r.device.config.getUint32(0, true)).toBe(0x11223344);
+    expect(r.core.violations.config).toBe(2);
+    expect(r.log.some((m) => m.includes('legacyConfigFields'))).toBe(true);
+  });
+
+  it('spec 2.7.3: a modern driver is little-endian whatever legacyByteOrder says', () => {
+    const r = rig({}, new BigEndianEchoDevice());
+    r.core.legacyByteOrder = 'big-endian';
+    r.device.config.setUint32(0, 0x11223344, true);
+    const data = new Uint8Array(4);
+    r.core.readConfig(0, data);
+    expect(new DataView(data.buffer).getUint32(0, true)).toBe(0x11223344);
+    const driver = bringUp(r);
+    expect(r.device.contexts[0]?.byteOrder).toBe('little-endian');
+    expect(echo(r, driver, 'modern')).toBe('modern');
+  });
+
+  it('a malformed field layout is a device bug the core refuses at construction', () => {
+    const withFields = (fields: ConfigField[]): EchoDevice => Object.assign(new EchoDevice(), { legacyConfigFields: fields });
+    expect(() => rig({}, withFields([{ offset: 6, size: 4 }]))).toThrow(/inside the 8-byte configuration space/);
+    expect(() => rig({}, withFields([{ offset: 0, size: 3 }]))).toThrow(/2-, 4- or 8-byte/);
+    expect(() => rig({}, withFields([{ offset: 0, size: 4 }, { offset: 2, size: 2 }]))).toThrow(/overlaps/);
+    expect(() => rig({}, withFields([{ offset: 0, size: 8 }]))).not.toThrow();
   });
 });
 

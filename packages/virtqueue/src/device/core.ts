@@ -11,7 +11,7 @@ import {
   hasFeature,
 } from '../constants.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { createVirtqueue, queueConfigProblem } from '../queue/create.js';
+import { createVirtqueue, queueConfigProblem, type ByteOrder } from '../queue/create.js';
 import type { QueueConfig, QueuePosition, Virtqueue } from '../queue/virtqueue.js';
 import {
   VIRTIO_DEVICE_CONTRACT_VERSION,
@@ -20,6 +20,7 @@ import {
   type TransportInterrupts,
   type VirtioDevice,
 } from './contract.js';
+import { BigEndianConfig } from './legacy-config.js';
 
 /** Feature bits 0-23 and 50-127 belong to the device type (spec 6). */
 const DEVICE_SPECIFIC_FEATURES = (featureBit(24) - 1n) | (((1n << 128n) - 1n) ^ (featureBit(50) - 1n));
@@ -128,6 +129,16 @@ export class VirtioCore {
    * Transports with a legacy interface set this while the device is reset.
    */
   legacy = false;
+  /**
+   * The byte order of a legacy driver's rings, requests and configuration
+   * fields: its guest's (spec 2.5.3, 2.7.3). Transports for big-endian guests
+   * (virtio-ccw revision 0 on s390) set 'big-endian' while the device is
+   * reset, and only for a device that declares its
+   * {@link VirtioDevice.legacyConfigFields}; without them such a driver finds
+   * the configuration space closed (reads give zeros, writes are dropped).
+   * Modern drivers are little-endian whatever this says.
+   */
+  legacyByteOrder: ByteOrder = 'little-endian';
   /** Driver mistakes ignored so far. */
   readonly violations: DriverViolations = { status: 0, features: 0, config: 0, notify: 0, queue: 0 };
   /** Why DEVICE_NEEDS_RESET was last set. */
@@ -145,6 +156,8 @@ export class VirtioCore {
   private activation: ActivationState = 'inactive';
   private abort: AbortController | undefined;
   private pendingNotify = new Set<number>();
+  /** The big-endian view of the configuration space, when the device declares its fields. */
+  private readonly bigEndianConfig: BigEndianConfig | undefined;
 
   /** Wraps `options.device`; throws if the device is malformed (a programming error, not a guest one). */
   constructor(options: VirtioCoreOptions) {
@@ -163,6 +176,7 @@ export class VirtioCore {
     let supported = DEVICE_SPECIFIC_FEATURES | QUEUE_FEATURES | transportFeatures;
     if (device.resetQueue === undefined || device.enableQueue === undefined) supported &= ~featureBit(VIRTIO_F_RING_RESET);
     this.offeredFeatures = device.deviceFeatures & supported;
+    this.bigEndianConfig = device.legacyConfigFields === undefined ? undefined : new BigEndianConfig(device.legacyConfigFields, device.configSize);
     this.queues = device.queueMaxSizes.map((maxSize) => ({
       maxSize,
       size: maxSize,
@@ -362,19 +376,34 @@ export class VirtioCore {
     }
   }
 
-  /** Copies configuration bytes into `data`; false (and zeros) if the range is outside the configuration space. */
+  /** The byte order of the driver's rings, requests and configuration fields (spec 2.7.3): a legacy driver's guest's, else little-endian. */
+  get byteOrder(): ByteOrder {
+    return this.legacy ? this.legacyByteOrder : 'little-endian';
+  }
+
+  /**
+   * Copies configuration bytes into `data`, in the driver's byte order; false
+   * (and zeros) if the range is outside the configuration space, or the device
+   * cannot present it big-endian.
+   */
   readConfig(offset: number, data: Uint8Array): boolean {
     if (!this.configRange(offset, data.length)) {
       data.fill(0);
       return false;
     }
+    if (this.byteOrder === 'big-endian') return this.readBigEndianConfig(offset, data);
     if (!this.guard(() => this.device.readConfig(offset, data), 'readConfig')) data.fill(0);
     return true;
   }
 
-  /** Applies a driver configuration write; false if outside the configuration space. */
+  /**
+   * Applies a driver configuration write, given in the driver's byte order;
+   * false if outside the configuration space, or the device cannot take it
+   * big-endian.
+   */
   writeConfig(offset: number, data: Uint8Array): boolean {
     if (!this.configRange(offset, data.length)) return false;
+    if (this.byteOrder === 'big-endian') return this.writeBigEndianConfig(offset, data);
     this.guard(() => this.device.writeConfig(offset, data), 'writeConfig');
     return true;
   }
@@ -489,6 +518,52 @@ export class VirtioCore {
     }
   }
 
+  /** A big-endian legacy read: the whole fields the range touches, byte-reversed (spec 2.5.3). */
+  private readBigEndianConfig(offset: number, data: Uint8Array): boolean {
+    const view = this.bigEndianConfigView();
+    if (view === undefined) {
+      data.fill(0);
+      return false;
+    }
+    const [start, end] = view.span(offset, data.length);
+    const fields = new Uint8Array(end - start);
+    if (!this.guard(() => this.device.readConfig(start, fields), 'readConfig')) {
+      data.fill(0);
+      return true;
+    }
+    view.swap(fields, start);
+    data.set(fields.subarray(offset - start, offset - start + data.length));
+    return true;
+  }
+
+  /**
+   * A big-endian legacy write: each field the range touches is read, the
+   * driver's bytes are merged into its big-endian view, and the device is
+   * given whole fields in its own layout, so that it sees field writes as from
+   * a little-endian driver.
+   */
+  private writeBigEndianConfig(offset: number, data: Uint8Array): boolean {
+    const view = this.bigEndianConfigView();
+    if (view === undefined) return false;
+    const [start, end] = view.span(offset, data.length);
+    const fields = new Uint8Array(end - start);
+    if (!this.guard(() => this.device.readConfig(start, fields), 'readConfig')) return true;
+    view.swap(fields, start);
+    fields.set(data, offset - start);
+    view.swap(fields, start);
+    this.guard(() => this.device.writeConfig(start, fields), 'writeConfig');
+    return true;
+  }
+
+  /** The big-endian view of the configuration space, or undefined (counted) when the device declares no field layout. */
+  private bigEndianConfigView(): BigEndianConfig | undefined {
+    if (this.bigEndianConfig === undefined) {
+      this.violations.config++;
+      this.log('configuration access refused: a big-endian legacy driver needs the device to declare legacyConfigFields');
+    }
+    return this.bigEndianConfig;
+  }
+
   /**
    * A legacy driver may use the device before DRIVER_OK (spec 3.1.2): its first
    * notification after DRIVER activates the device. True if the device is (now)
@@ -551,6 +626,7 @@ export class VirtioCore {
       queues,
       signal: abort.signal,
       sharedMemory: this.sharedMemory,
+      byteOrder: this.byteOrder,
       configChanged: () => this.configChanged(),
       needsReset: (reason) => this.needsReset(reason),
     };
@@ -580,6 +656,7 @@ export class VirtioCore {
       slot.queue = createVirtqueue(this.memory, slot, {
         index,
         features: this.driverFeatures,
+        byteOrder: this.byteOrder,
         hooks: { interrupt: () => this.interrupts.queue(index), corrupt: (reason) => this.needsReset(reason) },
         ...(start === undefined ? {} : { start }),
       });

@@ -1,8 +1,9 @@
-import { MAX_QUEUE_SIZE, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, hasFeature } from '../constants.js';
+import { MAX_QUEUE_SIZE, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, hasFeature } from '../constants.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { PackedVirtqueue, packedRingSizes } from './packed.js';
 import { ringAreaProblem } from './ring-view.js';
 import { SplitVirtqueue, splitRingSizes } from './split.js';
+import { BigEndianSplitVirtqueue } from './split-big-endian.js';
 import type { QueueConfig, QueueHooks, QueuePosition, Virtqueue } from './virtqueue.js';
 
 /**
@@ -41,6 +42,12 @@ function startProblem(start: QueuePosition, size: number, packed: boolean): stri
   return undefined;
 }
 
+/**
+ * The byte order of a ring's fields: little-endian for every virtio 1.x ring
+ * (spec 2.7, 2.8); a legacy driver's rings are in its guest's order (spec 2.7.3).
+ */
+export type ByteOrder = 'little-endian' | 'big-endian';
+
 /** Everything needed to create a virtqueue besides memory and its configuration. */
 export interface CreateVirtqueueOptions {
   /** Queue index within the device. */
@@ -51,17 +58,29 @@ export interface CreateVirtqueueOptions {
   readonly hooks: QueueHooks;
   /** Resume from this position instead of the start (restore, vhost-user SET_VRING_BASE). */
   readonly start?: QueuePosition;
+  /**
+   * The ring's byte order; little-endian by default. 'big-endian' is a legacy
+   * split ring of a big-endian guest (spec 2.7.3, virtio-ccw revision 0), so
+   * only without VIRTIO_F_VERSION_1 and VIRTIO_F_RING_PACKED.
+   */
+  readonly byteOrder?: ByteOrder;
 }
 
 /**
  * Creates the device side of a virtqueue, split or packed according to
- * VIRTIO_F_RING_PACKED. Throws a RangeError naming the problem when `config` is
- * unusable (see {@link queueConfigProblem}) or `start` is not a position in it.
+ * VIRTIO_F_RING_PACKED, in the given byte order. Throws a RangeError naming the
+ * problem when `config` is unusable (see {@link queueConfigProblem}), `start`
+ * is not a position in it, or a big-endian ring is asked for with virtio 1.x features.
  */
 export function createVirtqueue(memory: GuestMemory, config: QueueConfig, options: CreateVirtqueueOptions): Virtqueue {
   const packed = hasFeature(options.features, VIRTIO_F_RING_PACKED);
+  const bigEndian = options.byteOrder === 'big-endian';
   const problem =
-    queueConfigProblem(memory, config, packed) ?? (options.start === undefined ? undefined : startProblem(options.start, config.size, packed));
+    (bigEndian && (packed || hasFeature(options.features, VIRTIO_F_VERSION_1))
+      ? 'big-endian rings are legacy split rings: not with VIRTIO_F_VERSION_1 or VIRTIO_F_RING_PACKED (spec 2.7.3)'
+      : undefined) ??
+    queueConfigProblem(memory, config, packed) ??
+    (options.start === undefined ? undefined : startProblem(options.start, config.size, packed));
   if (problem !== undefined) throw new RangeError(`queue ${options.index}: ${problem}`);
   const layout = {
     index: options.index,
@@ -69,7 +88,8 @@ export function createVirtqueue(memory: GuestMemory, config: QueueConfig, option
     indirect: hasFeature(options.features, VIRTIO_F_INDIRECT_DESC),
     inOrder: hasFeature(options.features, VIRTIO_F_IN_ORDER),
   };
-  return packed
-    ? new PackedVirtqueue(memory, config, options.hooks, layout, options.start)
+  if (packed) return new PackedVirtqueue(memory, config, options.hooks, layout, options.start);
+  return bigEndian
+    ? new BigEndianSplitVirtqueue(memory, config, options.hooks, layout, options.start)
     : new SplitVirtqueue(memory, config, options.hooks, layout, options.start);
 }

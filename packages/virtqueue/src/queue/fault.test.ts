@@ -51,15 +51,19 @@ function offer(f: Fixture<SplitRingDriver> | Fixture<PackedRingDriver>, packed: 
   return 4;
 }
 
-/** Writes an indirect table in the layout's descriptor format (split: next defaults to the following entry). */
+/** Writes an indirect table in the layout's descriptor format and byte order (split: next defaults to the following entry). */
 function table(f: Fixture<SplitRingDriver> | Fixture<PackedRingDriver>, packed: boolean, entries: readonly Desc[]): number {
   const at = f.alloc.alloc(16 * entries.length, 16);
   entries.forEach((x, i) => {
+    if (!packed) {
+      (f.driver as SplitRingDriver).writeRaw(at + 16 * i, { addr: x.addr, len: x.len, flags: x.flags, next: x.next ?? i + 1 });
+      return;
+    }
+    // packed: le64 addr, le32 len, le16 id, le16 flags (spec 2.8.13).
     f.memory.setU64(at + 16 * i, BigInt(x.addr));
     f.memory.setU32(at + 16 * i + 8, x.len);
-    // split: le16 flags, le16 next (spec 2.7.5); packed: le16 id, le16 flags (spec 2.8.13).
-    f.memory.setU16(at + 16 * i + (packed ? 14 : 12), x.flags);
-    f.memory.setU16(at + 16 * i + (packed ? 12 : 14), packed ? 0 : (x.next ?? i + 1));
+    f.memory.setU16(at + 16 * i + 14, x.flags);
+    f.memory.setU16(at + 16 * i + 12, 0);
   });
   return at;
 }
@@ -262,10 +266,15 @@ describe('malformed chains reach the device as faults it completes and moves pas
   });
 
   for (const c of cases) {
-    for (const layout of c.layouts) {
+    // Every split case also runs on a legacy big-endian ring (spec 2.7.3): the same checks, other byte order.
+    for (const layout of c.layouts.flatMap((l) => (l === 'split' ? ['split', 'split, big-endian'] : [l]))) {
       const packed = layout === 'packed';
       it(`${c.title} (${layout}): ${chainFaultName[c.fault]}`, () => {
-        const options: RingOptions = { ...c.options, ...(c.memory === undefined ? {} : { memory: c.memory() }) };
+        const options: RingOptions = {
+          ...c.options,
+          ...(c.memory === undefined ? {} : { memory: c.memory() }),
+          ...(layout === 'split, big-endian' ? { byteOrder: 'big-endian' as const } : {}),
+        };
         const f = packed ? packedFixture(options) : splitFixture(options);
         const id = offer(f, packed, c.build(f, packed));
         const chain = mustPop(f.queue);

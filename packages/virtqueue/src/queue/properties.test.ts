@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ringFeatures, sameBytes } from '../../test/harness.js';
+import { ringFeatures, sameBytes, swap16, swap32, type RingOptions } from '../../test/harness.js';
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_AVAIL,
@@ -52,6 +52,8 @@ const chainArb = fc
 
 const scenarioArb = fc.record({
   packed: fc.boolean(),
+  /** Split rings: a legacy big-endian ring (spec 2.7.3) instead of a little-endian one. */
+  bigEndian: fc.boolean(),
   eventIdx: fc.boolean(),
   indirect: fc.boolean(),
   inOrder: fc.boolean(),
@@ -95,10 +97,16 @@ function gather(memory: GuestMemory, buffers: readonly GuestBuffer[]): Uint8Arra
   return out;
 }
 
+/** The ring options of a scenario: big-endian only for a split ring. */
+function ringOptions(s: { readonly packed: boolean; readonly bigEndian: boolean } & RingOptions): RingOptions {
+  return { ...s, byteOrder: !s.packed && s.bigEndian ? 'big-endian' : 'little-endian' };
+}
+
 describe('properties: valid chains round-trip exactly', () => {
-  it('spec 2.7 / 2.8: what the driver offers the device reads, what the device writes lands where the driver expects', () => {
+  it('spec 2.7 / 2.7.3 / 2.8: what the driver offers the device reads, what the device writes lands where the driver expects, in either split byte order', () => {
     fc.assert(
       fc.property(scenarioArb, (s) => {
+        const options = ringOptions(s);
         // Two adjacent RAM regions, so buffers and indirect tables may straddle 0x10000.
         const memory = new GuestMemory([
           { guestAddress: 0, buffer: new ArrayBuffer(0x10000) },
@@ -107,12 +115,15 @@ describe('properties: valid chains round-trip exactly', () => {
         const size = s.packed ? s.packedSize : 1 << s.splitSizeLog2;
         const ringAlloc = new GuestAllocator(0x1000, 0x8000, { seed: s.seed });
         const config = s.packed ? placePackedRing(ringAlloc, size) : placeSplitRing(ringAlloc, size);
-        const driver = s.packed ? new PackedRingDriver(memory, config, { eventIdx: s.eventIdx }) : new SplitRingDriver(memory, config, { eventIdx: s.eventIdx });
+        const driver = s.packed
+          ? new PackedRingDriver(memory, config, { eventIdx: s.eventIdx })
+          : new SplitRingDriver(memory, config, { eventIdx: s.eventIdx, byteOrder: options.byteOrder ?? 'little-endian' });
         let interrupts = 0;
         const corruptions: string[] = [];
         const queue = createVirtqueue(memory, config, {
           index: 0,
-          features: ringFeatures(s.packed, s),
+          features: ringFeatures(s.packed, options),
+          byteOrder: options.byteOrder ?? 'little-endian',
           hooks: { interrupt: () => interrupts++, corrupt: (r) => corruptions.push(r) },
         });
         const alloc = new GuestAllocator(0x8000, 0x20000, { seed: s.seed ^ 0x5a5a, maxGap: 200 });
@@ -242,6 +253,8 @@ const stepArb = fc.oneof(
 
 const hostileArb = fc.record({
   packed: fc.boolean(),
+  /** Split rings: a legacy big-endian ring (spec 2.7.3). */
+  bigEndian: fc.boolean(),
   eventIdx: fc.boolean(),
   indirect: fc.boolean(),
   inOrder: fc.boolean(),
@@ -252,9 +265,10 @@ const hostileArb = fc.record({
 });
 
 describe('properties: hostile rings', () => {
-  it('random descriptor tables, ring indices and packed flags never throw, always end, never write outside guest RAM', () => {
+  it('random descriptor tables, ring indices and packed flags never throw, always end, never write outside guest RAM, in either split byte order', () => {
     fc.assert(
       fc.property(hostileArb, (h) => {
+        const options = ringOptions(h);
         // Guest RAM and a ROM are windows into one buffer painted with a canary: any device
         // write outside RAM would show there. Reads outside cannot happen by construction:
         // the device reaches guest memory only through each region's own subarray views.
@@ -267,6 +281,14 @@ describe('properties: hostile rings', () => {
           { guestAddress: RAM_START, buffer: backing, byteOffset: ramOffset, size: RAM_SIZE },
           { guestAddress: ROM_START, buffer: backing, byteOffset: romOffset, size: ROM_SIZE, readonly: true },
         ]);
+        // The driver's ring fields, in the ring's byte order.
+        const bigEndian = options.byteOrder === 'big-endian';
+        const set16 = (at: number, value: number): void => memory.setU16(at, bigEndian ? swap16(value) : value);
+        const set32 = (at: number, value: number): void => memory.setU32(at, bigEndian ? swap32(value) : value);
+        const set64 = (at: number, value: bigint): void => {
+          set32(at + (bigEndian ? 4 : 0), Number(value & 0xffffffffn));
+          set32(at + (bigEndian ? 0 : 4), Number(value >> 32n));
+        };
         // Buffers start out as garbage; the rings are zeroed, as a driver would set them up, and then
         // rewritten at random by the steps.
         const ram = memory.regions[0]!.bytes;
@@ -282,14 +304,15 @@ describe('properties: hostile rings', () => {
         let corruptions = 0;
         const queue: Virtqueue = createVirtqueue(memory, config, {
           index: 0,
-          features: ringFeatures(h.packed, h),
+          features: ringFeatures(h.packed, options),
+          byteOrder: options.byteOrder ?? 'little-endian',
           hooks: { interrupt: () => undefined, corrupt: () => corruptions++ },
         });
         const writeDesc = (at: number, d: RawDesc): void => {
-          memory.setU64(at, BigInt(d.addr));
-          memory.setU32(at + 8, d.len);
-          memory.setU16(at + 12, h.packed ? d.next : d.flags);
-          memory.setU16(at + 14, h.packed ? d.flags : d.next);
+          set64(at, BigInt(d.addr));
+          set32(at + 8, d.len);
+          set16(at + 12, h.packed ? d.next : d.flags);
+          set16(at + 14, h.packed ? d.flags : d.next);
         };
         const held: DescriptorChain[] = [];
         let availIdx = 0;
@@ -338,13 +361,13 @@ describe('properties: hostile rings', () => {
                     wrap ^= 1;
                   }
                 });
-                memory.setU16(config.descAddr + 16 * ((nextSlot - n + 2 * size) % size) + 14, head);
+                set16(config.descAddr + 16 * ((nextSlot - n + 2 * size) % size) + 14, head);
               } else {
                 const at = step.indices.slice(0, n).map((x) => x % size);
                 step.descs.forEach((d, i) => writeDesc(config.descAddr + 16 * at[i]!, { ...d, flags: (d.flags & meaning) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0), next: at[i + 1] ?? 0 }));
-                memory.setU16(config.driverAddr + 4 + 2 * (availIdx % size), at[0]!);
+                set16(config.driverAddr + 4 + 2 * (availIdx % size), at[0]!);
                 availIdx = (availIdx + 1) & 0xffff;
-                memory.setU16(config.driverAddr + 2, availIdx);
+                set16(config.driverAddr + 2, availIdx);
               }
               break;
             }
@@ -355,15 +378,15 @@ describe('properties: hostile rings', () => {
               writeDesc(tableAddr + 16 * step.index, step.desc);
               break;
             case 'avail':
-              if (!h.packed) memory.setU16(config.driverAddr + 4 + 2 * (step.slot % size), step.value);
+              if (!h.packed) set16(config.driverAddr + 4 + 2 * (step.slot % size), step.value);
               break;
             case 'idx':
               availIdx = (availIdx + step.delta) & 0xffff;
-              if (!h.packed) memory.setU16(config.driverAddr + 2, availIdx);
+              if (!h.packed) set16(config.driverAddr + 2, availIdx);
               break;
             case 'event':
-              memory.setU16(config.driverAddr + (h.packed ? 0 : 4 + 2 * size), step.value);
-              memory.setU16(h.packed ? config.driverAddr + 2 : config.driverAddr, h.packed ? step.flags : step.flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+              set16(config.driverAddr + (h.packed ? 0 : 4 + 2 * size), step.value);
+              set16(h.packed ? config.driverAddr + 2 : config.driverAddr, h.packed ? step.flags : step.flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
               break;
             case 'run':
               serve(step.pops, step.complete);

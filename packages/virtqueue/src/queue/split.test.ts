@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mustPop, pattern, splitFixture } from '../../test/harness.js';
+import { mustPop, pattern, splitFixture, type RingOptions } from '../../test/harness.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../constants.js';
 import { splitRingSizes } from './split.js';
@@ -9,9 +9,14 @@ const usedIdxAt = (deviceAddr: number): number => deviceAddr + 2;
 const usedEntryAt = (deviceAddr: number, slot: number): number => deviceAddr + 4 + 8 * slot;
 const availEventAt = (deviceAddr: number, size: number): number => deviceAddr + 4 + 8 * size;
 
-describe('split virtqueue (spec 2.7)', () => {
+describe.each([
+  ['little-endian', 'spec 2.7'],
+  ['big-endian', 'spec 2.7, legacy big-endian per spec 2.7.3'],
+] as const)('split virtqueue, %s (%s)', (byteOrder, _spec) => {
+  const splitRing = (options: RingOptions = {}) => splitFixture({ ...options, byteOrder });
+
   it('spec 2.7.6: consumes the available ring in order and reports each head as the chain id', () => {
-    const f = splitFixture();
+    const f = splitRing();
     const heads = [0, 1, 2].map(() => f.driver.add([{ addr: f.alloc.alloc(16), len: 16, writable: false }]));
     f.driver.publish();
     expect([0, 1, 2].map(() => mustPop(f.queue).id)).toEqual(heads);
@@ -19,7 +24,7 @@ describe('split virtqueue (spec 2.7)', () => {
   });
 
   it('spec 2.7.4.1: accepts any arrangement of readable and writable descriptors (readable ones first)', () => {
-    const f = splitFixture({ size: 16 });
+    const f = splitRing({ size: 16 });
     const lens = [3, 1, 4096, 7, 2];
     const bufs = lens.map((len, i) => ({ addr: f.alloc.alloc(len), len, writable: i >= 3 }));
     const sent = bufs.slice(0, 3).map((b, i) => pattern(f.memory, b.addr, b.len, i));
@@ -38,24 +43,24 @@ describe('split virtqueue (spec 2.7)', () => {
   });
 
   it('spec 2.7.8.2: writes id and len before idx, and idx only at flush', () => {
-    const f = splitFixture();
+    const f = splitRing();
     const back = f.alloc.alloc(32);
     const head = f.driver.add([{ addr: back, len: 32, writable: true }]);
     f.driver.publish();
     const chain = mustPop(f.queue);
     chain.writer.write(new Uint8Array(20).fill(1));
     f.queue.addUsed(chain, chain.writer.bytesWritten);
-    expect(f.memory.getU32(usedEntryAt(f.config.deviceAddr, 0))).toBe(head);
-    expect(f.memory.getU32(usedEntryAt(f.config.deviceAddr, 0) + 4)).toBe(20);
-    expect(f.memory.getU16(usedIdxAt(f.config.deviceAddr))).toBe(0);
+    expect(f.ringU32(usedEntryAt(f.config.deviceAddr, 0))).toBe(head);
+    expect(f.ringU32(usedEntryAt(f.config.deviceAddr, 0) + 4)).toBe(20);
+    expect(f.ringU16(usedIdxAt(f.config.deviceAddr))).toBe(0);
     expect(f.driver.takeUsed()).toBeNull();
     f.queue.flush();
-    expect(f.memory.getU16(usedIdxAt(f.config.deviceAddr))).toBe(1);
+    expect(f.ringU16(usedIdxAt(f.config.deviceAddr))).toBe(1);
     expect(f.driver.takeUsed()).toEqual({ id: head, len: 20 });
   });
 
   it('spec 2.7.8: the used length is clamped to the writable part of the chain', () => {
-    const f = splitFixture();
+    const f = splitRing();
     f.driver.add([{ addr: f.alloc.alloc(8), len: 8, writable: false }, { addr: f.alloc.alloc(8), len: 8, writable: true }]);
     f.driver.add([{ addr: f.alloc.alloc(8), len: 8, writable: false }]);
     f.driver.publish();
@@ -67,7 +72,7 @@ describe('split virtqueue (spec 2.7)', () => {
   });
 
   it('spec 2.7.5.1: never writes to the descriptor table or to device-readable buffers', () => {
-    const f = splitFixture();
+    const f = splitRing();
     const out = f.alloc.alloc(64);
     const sent = pattern(f.memory, out, 64, 9);
     f.driver.add([{ addr: out, len: 64, writable: false }, { addr: f.alloc.alloc(64), len: 64, writable: true }]);
@@ -83,7 +88,7 @@ describe('split virtqueue (spec 2.7)', () => {
 
   describe('indirect descriptors (spec 2.7.5.3)', () => {
     it('spec 2.7.5.3: follows next links inside the table, starting at entry 0', () => {
-      const f = splitFixture({ indirect: true });
+      const f = splitRing({ indirect: true });
       const table = f.alloc.alloc(16 * 3, 16);
       const a = f.alloc.alloc(4);
       const b = f.alloc.alloc(4);
@@ -107,7 +112,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.5.3.2: ignores VIRTQ_DESC_F_WRITE on the descriptor that refers to the table', () => {
-      const f = splitFixture({ indirect: true });
+      const f = splitRing({ indirect: true });
       const table = f.alloc.alloc(16, 16);
       const buf = f.alloc.alloc(8);
       f.driver.writeRaw(table, { addr: buf, len: 8, flags: 0, next: 0 });
@@ -121,7 +126,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.5.3.2: handles direct descriptors followed by one indirect descriptor', () => {
-      const f = splitFixture({ indirect: true });
+      const f = splitRing({ indirect: true });
       const header = f.alloc.alloc(4);
       const body = f.alloc.alloc(4);
       const status = f.alloc.alloc(1);
@@ -150,7 +155,7 @@ describe('split virtqueue (spec 2.7)', () => {
         { guestAddress: 0, buffer: new ArrayBuffer(0x10000) },
         { guestAddress: 0x10000, buffer: new ArrayBuffer(0x10000) },
       ]);
-      const f = splitFixture({ indirect: true, memory, window: [0x1000, 0x8000] });
+      const f = splitRing({ indirect: true, memory, window: [0x1000, 0x8000] });
       const table = 0x10000 - 16;
       const a = f.alloc.alloc(2);
       const b = f.alloc.alloc(2);
@@ -169,7 +174,7 @@ describe('split virtqueue (spec 2.7)', () => {
 
   describe('used buffer notification suppression (spec 2.7.7)', () => {
     it('spec 2.7.7.2: without EVENT_IDX, interrupts when flags is 0 and not when it is VIRTQ_AVAIL_F_NO_INTERRUPT', () => {
-      const f = splitFixture();
+      const f = splitRing();
       f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
       f.driver.publish();
       f.queue.addUsed(mustPop(f.queue), 0);
@@ -186,7 +191,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.7.2: without EVENT_IDX, ignores used_event', () => {
-      const f = splitFixture();
+      const f = splitRing();
       f.driver.setUsedEvent(100);
       f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
       f.driver.publish();
@@ -195,7 +200,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.7.2: with EVENT_IDX, interrupts exactly when the used index passes used_event, and ignores flags', () => {
-      const f = splitFixture({ eventIdx: true, size: 16 });
+      const f = splitRing({ eventIdx: true, size: 16 });
       f.driver.suppressInterrupts(true);
       const complete = (n: number): boolean => {
         for (let i = 0; i < n; i++) f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
@@ -223,7 +228,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.7.2: with EVENT_IDX, used_event is compared modulo 2^16 as the used index wraps', () => {
-      const f = splitFixture({ eventIdx: true, size: 4 });
+      const f = splitRing({ eventIdx: true, size: 4 });
       const buf = { addr: f.alloc.alloc(1), len: 1, writable: false };
       const step = (): boolean => {
         f.driver.add([buf]);
@@ -243,11 +248,11 @@ describe('split virtqueue (spec 2.7)', () => {
       }
       // Entry 0xffff is the 65536th buffer (i = 0xffff); the used index then wraps to 0.
       expect(raisedAt).toBe(0xffff);
-      expect(f.memory.getU16(usedIdxAt(f.config.deviceAddr))).toBe(2);
+      expect(f.ringU16(usedIdxAt(f.config.deviceAddr))).toBe(2);
     });
 
     it('spec 2.7.8: batching: many completions, one flush, at most one interrupt', () => {
-      const f = splitFixture({ size: 64 });
+      const f = splitRing({ size: 64 });
       for (let i = 0; i < 40; i++) f.driver.add([{ addr: f.alloc.alloc(8), len: 8, writable: true }]);
       f.driver.publish();
       let chain;
@@ -263,8 +268,8 @@ describe('split virtqueue (spec 2.7)', () => {
 
   describe('available buffer notification suppression (spec 2.7.10)', () => {
     it('spec 2.7.10.2: without EVENT_IDX, sets only VIRTQ_USED_F_NO_NOTIFY, and clears it when notifications are enabled', () => {
-      const f = splitFixture();
-      const flags = (): number => f.memory.getU16(f.config.deviceAddr);
+      const f = splitRing();
+      const flags = (): number => f.ringU16(f.config.deviceAddr);
       expect(flags()).toBe(0);
       f.queue.disableNotification();
       expect(flags()).toBe(VIRTQ_USED_F_NO_NOTIFY);
@@ -279,10 +284,10 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.10.2: with EVENT_IDX, keeps flags 0 and sets avail_event to the next index it will read', () => {
-      const f = splitFixture({ eventIdx: true });
-      const availEvent = (): number => f.memory.getU16(availEventAt(f.config.deviceAddr, 8));
+      const f = splitRing({ eventIdx: true });
+      const availEvent = (): number => f.ringU16(availEventAt(f.config.deviceAddr, 8));
       f.queue.disableNotification();
-      expect(f.memory.getU16(f.config.deviceAddr)).toBe(0);
+      expect(f.ringU16(f.config.deviceAddr)).toBe(0);
       f.queue.enableNotification();
       expect(availEvent()).toBe(0);
       for (let i = 0; i < 3; i++) f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
@@ -292,7 +297,7 @@ describe('split virtqueue (spec 2.7)', () => {
       // The ring is found empty: the device re-arms at index 3.
       expect(f.queue.pop()).toBeNull();
       expect(availEvent()).toBe(3);
-      expect(f.memory.getU16(f.config.deviceAddr)).toBe(0);
+      expect(f.ringU16(f.config.deviceAddr)).toBe(0);
       // With notifications disabled, an empty ring does not move avail_event.
       f.queue.flush();
       f.queue.disableNotification();
@@ -308,7 +313,7 @@ describe('split virtqueue (spec 2.7)', () => {
     });
 
     it('spec 2.7.10: enableNotification reports buffers that arrived while notifications were off', () => {
-      const f = splitFixture({ eventIdx: true });
+      const f = splitRing({ eventIdx: true });
       f.queue.disableNotification();
       expect(f.queue.enableNotification()).toBe(false);
       f.queue.disableNotification();
@@ -320,7 +325,7 @@ describe('split virtqueue (spec 2.7)', () => {
   });
 
   it('spec 2.7.6: available and used indices wrap at 2^16 with the ring never losing a chain', () => {
-    const f = splitFixture({ size: 4 });
+    const f = splitRing({ size: 4 });
     const buf = f.alloc.alloc(4);
     const rounds = Math.ceil(0x10000 / 3) + 1;
     let mismatches = 0;
@@ -344,11 +349,11 @@ describe('split virtqueue (spec 2.7)', () => {
     const total = rounds * 3;
     expect(total).toBeGreaterThan(0x10000);
     expect(f.queue.position()).toMatchObject({ availIndex: total & 0xffff, usedIndex: total & 0xffff });
-    expect(f.memory.getU16(usedIdxAt(f.config.deviceAddr))).toBe(total & 0xffff);
+    expect(f.ringU16(usedIdxAt(f.config.deviceAddr))).toBe(total & 0xffff);
   });
 
   it('spec 2.7.8: without IN_ORDER, used entries appear in completion order', () => {
-    const f = splitFixture();
+    const f = splitRing();
     const heads = [0, 1, 2].map(() => f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]));
     f.driver.publish();
     const chains = [0, 1, 2].map(() => mustPop(f.queue));
@@ -360,7 +365,7 @@ describe('split virtqueue (spec 2.7)', () => {
   });
 
   it('spec 2.7.9: with IN_ORDER, completions are held back until every earlier chain has completed', () => {
-    const f = splitFixture({ inOrder: true });
+    const f = splitRing({ inOrder: true });
     const heads = [0, 1, 2, 3].map(() => f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: true }]));
     f.driver.publish();
     const chains = [0, 1, 2, 3].map(() => mustPop(f.queue));
@@ -380,5 +385,37 @@ describe('split virtqueue (spec 2.7)', () => {
     f.queue.addUsed(chains[3]!, 4);
     f.queue.flush();
     expect(f.driver.takeUsed()).toEqual({ id: heads[3], len: 4 });
+  });
+});
+
+describe('legacy big-endian split ring (spec 2.7.3)', () => {
+  it('spec 2.7.3: reads and writes every ring field big-endian, as a big-endian guest lays it out', () => {
+    // The driver side written with explicit big-endian stores, independently of SplitRingDriver.
+    const f = splitFixture({ byteOrder: 'big-endian', size: 4, eventIdx: true, indirect: true });
+    const { descAddr, driverAddr, deviceAddr } = f.config;
+    const buffer = f.alloc.alloc(16);
+    const table = f.alloc.alloc(16, 16);
+    const descriptor = (at: number, addr: number, len: number, flags: number): void => {
+      const bytes = new DataView(new ArrayBuffer(16));
+      bytes.setBigUint64(0, BigInt(addr));
+      bytes.setUint32(8, len);
+      bytes.setUint16(12, flags);
+      f.memory.write(at, new Uint8Array(bytes.buffer));
+    };
+    descriptor(table, buffer, 16, VIRTQ_DESC_F_WRITE);
+    descriptor(descAddr + 3 * 16, table, 16, VIRTQ_DESC_F_INDIRECT);
+    // avail: flags 0, idx 1, ring[0] = 3.
+    f.memory.write(driverAddr, Uint8Array.of(0, 0, 0, 1, 0, 3));
+    const chain = mustPop(f.queue);
+    expect(chain).toMatchObject({ id: 3, fault: 0, readableLength: 0, writableLength: 16 });
+    chain.writer.writeU8(0xab);
+    expect(f.memory.getU8(buffer)).toBe(0xab);
+    // Found empty, the ring re-arms: avail_event (after the 4 used entries) is 1.
+    expect(f.queue.pop()).toBeNull();
+    expect([...f.memory.slice(deviceAddr + 4 + 8 * 4, 2)!]).toEqual([0, 1]);
+    f.queue.addUsed(chain, 1);
+    expect(f.queue.flush()).toBe(true);
+    // used: flags 0, idx 1, ring[0] = { id 3, len 1 }.
+    expect([...f.memory.slice(deviceAddr, 12)!]).toEqual([0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 1]);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mustPop, packedFixture, ringFeatures, ringFixture, sameBytes, splitFixture } from '../../test/harness.js';
+import { mustPop, packedFixture, ringFeatures, ringFixture, sameBytes, splitFixture, type RingOptions } from '../../test/harness.js';
 import { VIRTQ_DESC_F_NEXT } from '../constants.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestAllocator, placePackedRing, placeSplitRing } from '../testing/index.js';
@@ -7,9 +7,11 @@ import { createVirtqueue, queueConfigProblem } from './create.js';
 
 const hooks = { interrupt: (): void => undefined, corrupt: (): void => undefined };
 
-describe('a corrupt ring is reported once and the queue stops', () => {
+describe.each(['little-endian', 'big-endian'] as const)('a corrupt split ring (%s) is reported once and the queue stops', (byteOrder) => {
+  const splitRing = (options: RingOptions) => splitFixture({ ...options, byteOrder });
+
   it('spec 2.7.6: an available index that jumps by more than the queue size (split)', () => {
-    const f = splitFixture({ size: 4 });
+    const f = splitRing({ size: 4 });
     f.driver.setAvailIdx(5);
     expect(f.queue.pop()).toBeNull();
     expect(f.queue.pop()).toBeNull();
@@ -20,7 +22,7 @@ describe('a corrupt ring is reported once and the queue stops', () => {
   });
 
   it('spec 2.7.6.1: an available index that goes backwards (split)', () => {
-    const f = splitFixture({ size: 4 });
+    const f = splitRing({ size: 4 });
     f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
     f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
     f.driver.publish();
@@ -32,7 +34,7 @@ describe('a corrupt ring is reported once and the queue stops', () => {
   });
 
   it('spec 2.7.6: an available ring entry naming a descriptor beyond the queue size (split)', () => {
-    const f = splitFixture({ size: 4 });
+    const f = splitRing({ size: 4 });
     f.driver.pushAvail(4);
     f.driver.publish();
     expect(f.queue.pop()).toBeNull();
@@ -41,7 +43,7 @@ describe('a corrupt ring is reported once and the queue stops', () => {
   });
 
   it('spec 2.7: more buffers in flight than the queue holds (split)', () => {
-    const f = splitFixture({ size: 4 });
+    const f = splitRing({ size: 4 });
     for (let i = 0; i < 4; i++) f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: false }]);
     f.driver.publish();
     const chains = [0, 1, 2, 3].map(() => mustPop(f.queue));
@@ -56,6 +58,9 @@ describe('a corrupt ring is reported once and the queue stops', () => {
     expect(f.driver.usedPending).toBe(4);
   });
 
+});
+
+describe('a corrupt packed ring is reported once and the queue stops', () => {
   it('spec 2.8.17: a descriptor list that never ends (packed)', () => {
     const f = packedFixture({ size: 4 });
     f.driver.addRaw([0, 1, 2, 3].map(() => ({ addr: f.alloc.alloc(4), len: 4, id: 0, flags: VIRTQ_DESC_F_NEXT })));
@@ -79,11 +84,15 @@ describe('a corrupt ring is reported once and the queue stops', () => {
   });
 });
 
-describe.each([false, true])('queue lifecycle (packed=%s)', (packed) => {
-  const layout = packed ? 'spec 2.8' : 'spec 2.7';
+describe.each([
+  ['spec 2.7', false, 'little-endian'],
+  ['spec 2.7.3 (legacy big-endian split)', false, 'big-endian'],
+  ['spec 2.8', true, 'little-endian'],
+] as const)('queue lifecycle (%s)', (layout, packed, byteOrder) => {
+  const layoutRing = (options: RingOptions = {}) => ringFixture(packed, { ...options, byteOrder });
 
   it(`${layout}: undoPop gives the latest chain back and the next pop returns it again`, () => {
-    const f = ringFixture(packed, { size: 4 });
+    const f = layoutRing({ size: 4 });
     const a = f.alloc.alloc(8);
     f.memory.setU32(a, 0xfeedf00d);
     const first = f.driver.add([{ addr: a, len: 4, writable: false }, { addr: f.alloc.alloc(8), len: 8, writable: false }, { addr: f.alloc.alloc(8), len: 8, writable: true }]);
@@ -101,8 +110,8 @@ describe.each([false, true])('queue lifecycle (packed=%s)', (packed) => {
   });
 
   it(`${layout}: addUsed refuses a chain completed twice or popped from another queue`, () => {
-    const f = ringFixture(packed);
-    const g = ringFixture(packed);
+    const f = layoutRing();
+    const g = layoutRing();
     for (const x of [f, g]) {
       x.driver.add([{ addr: x.alloc.alloc(4), len: 4, writable: false }]);
       x.driver.publish();
@@ -114,7 +123,7 @@ describe.each([false, true])('queue lifecycle (packed=%s)', (packed) => {
   });
 
   it(`${layout}: after detach nothing is popped, published, or written, and no interrupt is raised`, () => {
-    const f = ringFixture(packed, { size: 4 });
+    const f = layoutRing({ size: 4 });
     for (let i = 0; i < 3; i++) f.driver.add([{ addr: f.alloc.alloc(4), len: 4, writable: true }]);
     f.driver.publish();
     const chain = mustPop(f.queue);
@@ -134,7 +143,7 @@ describe.each([false, true])('queue lifecycle (packed=%s)', (packed) => {
   });
 
   it(`spec 2.9: records the notification data of the latest driver notification`, () => {
-    const f = ringFixture(packed);
+    const f = layoutRing();
     expect(f.queue.notificationData).toBe(-1);
     f.queue.setNotificationData(0x8003_0001);
     expect(f.queue.notificationData).toBe(0x8003_0001);
@@ -144,7 +153,7 @@ describe.each([false, true])('queue lifecycle (packed=%s)', (packed) => {
 
   it(`${layout}: position() and start resume a ring where another queue left it, across a wrap`, () => {
     // 3 slots (packed) or 4 (split) so that four chains wrap the packed ring.
-    const f = ringFixture(packed, { size: packed ? 3 : 4 });
+    const f = layoutRing({ size: packed ? 3 : 4 });
     const buf = { addr: f.alloc.alloc(4), len: 4, writable: true };
     const serve = (n: number): number[] => {
       const ids = Array.from({ length: n }, () => f.driver.add([buf]));
@@ -229,5 +238,18 @@ describe('queue configuration (spec 2.6, 2.7, 2.8.10.1)', () => {
       /resume available index 5 is not in 0\.\.4/,
     );
     expect(() => createVirtqueue(m, packed, { index: 0, features: ringFeatures(true, {}), hooks, start: { ...start, usedIndex: 0.5 } })).toThrow(RangeError);
+  });
+
+  it('spec 2.7.3: a big-endian ring is a legacy split ring, refused with VIRTIO_F_VERSION_1 or VIRTIO_F_RING_PACKED', () => {
+    const m = memory();
+    const alloc = new GuestAllocator(0x1000, 0x10000);
+    const split = placeSplitRing(alloc, 8);
+    const packed = placePackedRing(alloc, 8);
+    const legacy = ringFeatures(false, { byteOrder: 'big-endian' });
+    expect(createVirtqueue(m, split, { index: 0, features: legacy, hooks, byteOrder: 'big-endian' }).packed).toBe(false);
+    expect(() => createVirtqueue(m, split, { index: 1, features: ringFeatures(false, {}), hooks, byteOrder: 'big-endian' })).toThrow(
+      /^queue 1: big-endian rings are legacy split rings/,
+    );
+    expect(() => createVirtqueue(m, packed, { index: 0, features: ringFeatures(true, { byteOrder: 'big-endian' }), hooks, byteOrder: 'big-endian' })).toThrow(RangeError);
   });
 });

@@ -5,6 +5,7 @@ export {
   type AddOptions,
   type GuestBuffer,
   type RawSplitDescriptor,
+  type SplitRingDriverOptions,
   type UsedElement,
 } from './split-ring-driver.js';
 export { PackedRingDriver, placePackedRing, type RawPackedDescriptor } from './packed-ring-driver.js';

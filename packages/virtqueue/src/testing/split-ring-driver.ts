@@ -1,5 +1,6 @@
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../constants.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import type { ByteOrder } from '../queue/create.js';
 import { splitRingSizes } from '../queue/split.js';
 import type { QueueConfig } from '../queue/virtqueue.js';
 import type { GuestAllocator } from './allocator.js';
@@ -47,11 +48,19 @@ export function placeSplitRing(allocator: GuestAllocator, size: number): QueueCo
   };
 }
 
+/** Options for {@link SplitRingDriver}. */
+export interface SplitRingDriverOptions {
+  /** VIRTIO_F_EVENT_IDX is negotiated. */
+  readonly eventIdx?: boolean;
+  /** The ring's byte order: 'big-endian' for a legacy driver on a big-endian guest (spec 2.7.3). Defaults to little-endian. */
+  readonly byteOrder?: ByteOrder;
+}
+
 /**
  * The driver side of a split virtqueue (spec 2.7), written from the driver
  * requirements: a free list of descriptors, the available ring, reading the used
- * ring, and both notification suppression schemes. Raw writers let tests put
- * malformed descriptors and indices in the ring on purpose.
+ * ring, and both notification suppression schemes, in either byte order. Raw
+ * writers let tests put malformed descriptors and indices in the ring on purpose.
  */
 export class SplitRingDriver {
   /** Where the ring lives. */
@@ -66,17 +75,19 @@ export class SplitRingDriver {
   private readonly chainLength: Uint16Array;
   private readonly memory: GuestMemory;
   private readonly eventIdx: boolean;
+  private readonly bigEndian: boolean;
 
   /** Initialises the ring in guest memory: zeroed areas and a free list through every descriptor. */
-  constructor(memory: GuestMemory, config: QueueConfig, options: { eventIdx?: boolean } = {}) {
+  constructor(memory: GuestMemory, config: QueueConfig, options: SplitRingDriverOptions = {}) {
     this.memory = memory;
     this.config = config;
     this.eventIdx = options.eventIdx ?? false;
+    this.bigEndian = options.byteOrder === 'big-endian';
     const sizes = splitRingSizes(config.size);
     memory.fill(config.descAddr, sizes.desc);
     memory.fill(config.driverAddr, sizes.avail);
     memory.fill(config.deviceAddr, sizes.used);
-    for (let i = 0; i < config.size; i++) memory.setU16(this.descAddr(i) + 14, (i + 1) % config.size);
+    for (let i = 0; i < config.size; i++) this.setU16(this.descAddr(i) + 14, (i + 1) % config.size);
     this.freeCount = config.size;
     this.chainLength = new Uint16Array(config.size);
   }
@@ -105,13 +116,13 @@ export class SplitRingDriver {
         const last = i === buffers.length - 1;
         this.writeRaw(table + 16 * i, { addr: b.addr, len: b.len, flags: (b.writable ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT), next: last ? 0 : i + 1 });
       });
-      const next = this.memory.getU16(this.descAddr(head) + 14);
+      const next = this.getU16(this.descAddr(head) + 14);
       this.writeDescriptor(head, { addr: table, len: 16 * buffers.length, flags: VIRTQ_DESC_F_INDIRECT, next });
       this.freeHead = next;
     } else {
       let index = head;
       buffers.forEach((b, i) => {
-        const next = this.memory.getU16(this.descAddr(index) + 14);
+        const next = this.getU16(this.descAddr(index) + 14);
         const last = i === buffers.length - 1;
         this.writeDescriptor(index, { addr: b.addr, len: b.len, flags: (b.writable ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT), next });
         if (!last) index = next;
@@ -126,7 +137,7 @@ export class SplitRingDriver {
 
   /** Stages `head` in the next available ring slot without touching descriptors (raw). */
   pushAvail(head: number): void {
-    this.memory.setU16(this.config.driverAddr + 4 + 2 * ((this.availIdx + this.staged) % this.config.size), head);
+    this.setU16(this.config.driverAddr + 4 + 2 * ((this.availIdx + this.staged) % this.config.size), head);
     this.staged++;
   }
 
@@ -134,14 +145,14 @@ export class SplitRingDriver {
   publish(): void {
     this.availIdx = (this.availIdx + this.staged) & 0xffff;
     this.staged = 0;
-    this.memory.setU16(this.config.driverAddr + 2, this.availIdx);
+    this.setU16(this.config.driverAddr + 2, this.availIdx);
   }
 
   /** Writes avail->idx directly, e.g. to jump by more than the queue size (raw). */
   setAvailIdx(value: number): void {
     this.availIdx = value & 0xffff;
     this.staged = 0;
-    this.memory.setU16(this.config.driverAddr + 2, this.availIdx);
+    this.setU16(this.config.driverAddr + 2, this.availIdx);
   }
 
   /**
@@ -153,19 +164,19 @@ export class SplitRingDriver {
     const now = this.availIdx;
     this.kickedAt = now;
     if (this.eventIdx) {
-      const availEvent = this.memory.getU16(this.config.deviceAddr + 4 + 8 * this.config.size);
+      const availEvent = this.getU16(this.config.deviceAddr + 4 + 8 * this.config.size);
       return ((now - availEvent - 1) & 0xffff) < ((now - old) & 0xffff);
     }
-    return (this.memory.getU16(this.config.deviceAddr) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+    return (this.getU16(this.config.deviceAddr) & VIRTQ_USED_F_NO_NOTIFY) === 0;
   }
 
   /** The next used element, returning its descriptors to the free list, or null if none. */
   takeUsed(): UsedElement | null {
-    const usedIdx = this.memory.getU16(this.config.deviceAddr + 2);
+    const usedIdx = this.getU16(this.config.deviceAddr + 2);
     if (usedIdx === this.lastUsedIdx) return null;
     const slot = this.lastUsedIdx % this.config.size;
-    const id = this.memory.getU32(this.config.deviceAddr + 4 + 8 * slot);
-    const len = this.memory.getU32(this.config.deviceAddr + 8 + 8 * slot);
+    const id = this.getU32(this.config.deviceAddr + 4 + 8 * slot);
+    const len = this.getU32(this.config.deviceAddr + 8 + 8 * slot);
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
     this.recycle(id);
     return { id, len };
@@ -173,17 +184,17 @@ export class SplitRingDriver {
 
   /** Used elements the device published that were not yet taken. */
   get usedPending(): number {
-    return (this.memory.getU16(this.config.deviceAddr + 2) - this.lastUsedIdx) & 0xffff;
+    return (this.getU16(this.config.deviceAddr + 2) - this.lastUsedIdx) & 0xffff;
   }
 
   /** Sets or clears VIRTQ_AVAIL_F_NO_INTERRUPT. */
   suppressInterrupts(suppress: boolean): void {
-    this.memory.setU16(this.config.driverAddr, suppress ? VIRTQ_AVAIL_F_NO_INTERRUPT : 0);
+    this.setU16(this.config.driverAddr, suppress ? VIRTQ_AVAIL_F_NO_INTERRUPT : 0);
   }
 
   /** Writes used_event: with EVENT_IDX, interrupt once the used index passes `value`. */
   setUsedEvent(value: number): void {
-    this.memory.setU16(this.config.driverAddr + 4 + 2 * this.config.size, value & 0xffff);
+    this.setU16(this.config.driverAddr + 4 + 2 * this.config.size, value & 0xffff);
   }
 
   /** Writes a descriptor table entry (raw). */
@@ -193,10 +204,36 @@ export class SplitRingDriver {
 
   /** Writes a descriptor anywhere in guest memory, e.g. into an indirect table (raw). */
   writeRaw(addr: number, desc: RawSplitDescriptor): void {
-    this.memory.setU64(addr, BigInt(desc.addr));
-    this.memory.setU32(addr + 8, desc.len);
-    this.memory.setU16(addr + 12, desc.flags);
-    this.memory.setU16(addr + 14, desc.next);
+    this.setU64(addr, desc.addr);
+    this.setU32(addr + 8, desc.len);
+    this.setU16(addr + 12, desc.flags);
+    this.setU16(addr + 14, desc.next);
+  }
+
+  /** The ring's fields, in its byte order. */
+  private getU16(addr: number): number {
+    const value = this.memory.getU16(addr);
+    return this.bigEndian ? swap16(value) : value;
+  }
+
+  private setU16(addr: number, value: number): void {
+    this.memory.setU16(addr, this.bigEndian ? swap16(value & 0xffff) : value);
+  }
+
+  private getU32(addr: number): number {
+    const value = this.memory.getU32(addr);
+    return this.bigEndian ? swap32(value) : value;
+  }
+
+  private setU32(addr: number, value: number): void {
+    this.memory.setU32(addr, this.bigEndian ? swap32(value >>> 0) : value);
+  }
+
+  private setU64(addr: number, value: number): void {
+    const hi = Math.floor(value / 2 ** 32);
+    const lo = value >>> 0;
+    this.setU32(addr + (this.bigEndian ? 4 : 0), lo);
+    this.setU32(addr + (this.bigEndian ? 0 : 4), hi);
   }
 
   private descAddr(index: number): number {
@@ -207,10 +244,18 @@ export class SplitRingDriver {
     const count = this.chainLength[head] ?? 0;
     if (count === 0 || head >= this.config.size) return;
     let last = head;
-    for (let i = 1; i < count; i++) last = this.memory.getU16(this.descAddr(last) + 14);
-    this.memory.setU16(this.descAddr(last) + 14, this.freeHead);
+    for (let i = 1; i < count; i++) last = this.getU16(this.descAddr(last) + 14);
+    this.setU16(this.descAddr(last) + 14, this.freeHead);
     this.freeHead = head;
     this.freeCount += count;
     this.chainLength[head] = 0;
   }
+}
+
+function swap16(value: number): number {
+  return ((value & 0xff) << 8) | (value >>> 8);
+}
+
+function swap32(value: number): number {
+  return (((value & 0xff) << 24) | ((value & 0xff00) << 8) | ((value >>> 8) & 0xff00) | (value >>> 24)) >>> 0;
 }
