@@ -18,7 +18,7 @@ async function roundTrips(options: InitOptions): Promise<number> {
   const start = process.hrtime.bigint();
   for (let i = 0; i < REQUESTS; i++) await queue.request([PAYLOAD], [PAYLOAD.length]);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  driver.reset();
+  await driver.reset();
   return REQUESTS / seconds;
 }
 
