@@ -114,19 +114,30 @@ export class VirtioBlk implements VirtioDevice {
     for (const [index, queue] of context.queues) this.serve(index, queue);
   }
 
-  reset(): void {
-    for (const q of this.queues.values()) q.stop();
+  /**
+   * Forgets the driver. Requests in flight are dropped: their completions
+   * never reach a ring or a status byte. Backend operations already issued
+   * cannot be recalled (a read may still be landing in its guest buffer), so
+   * while any runs this returns a promise that settles once all are over, and
+   * the transport keeps device status non-zero until then (spec 2.4): after
+   * the reset completes, nothing the old driver asked for writes guest memory.
+   */
+  reset(): void | Promise<void> {
+    const stopping = [...this.queues.values()].map((q) => q.stop()).filter((p) => p !== undefined);
     this.queues.clear();
     this.disk.reset();
+    return stopping.length === 0 ? undefined : Promise.all(stopping).then(() => undefined);
   }
 
   notify(index: number): void {
     this.queues.get(index)?.drain();
   }
 
-  resetQueue(index: number): void {
-    this.queues.get(index)?.stop();
+  /** VIRTIO_F_RING_RESET (spec 2.6.1): like {@link reset} for one queue; a promise while its backend operations finish. */
+  resetQueue(index: number): void | Promise<void> {
+    const queue = this.queues.get(index);
     this.queues.delete(index);
+    return queue?.stop();
   }
 
   enableQueue(index: number, queue: Virtqueue): void {
@@ -172,7 +183,7 @@ export class VirtioBlk implements VirtioDevice {
 
   private serve(index: number, queue: Virtqueue): void {
     const served = new RequestQueue(queue, this.disk, this.queueHost);
-    this.queues.get(index)?.stop();
+    void this.queues.get(index)?.stop();
     this.queues.set(index, served);
     // Requests made available before the queue was served are taken now.
     served.drain();
