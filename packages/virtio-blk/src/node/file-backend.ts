@@ -48,7 +48,9 @@ const ZERO_CHUNK = 1 << 20;
  * writes zeroes otherwise.
  */
 export class FileBackend implements BlockBackend {
+  /** The image cannot be written. */
   readonly readOnly: boolean;
+  /** Holes can be punched (Linux, koffi installed, and a file system that supports it). */
   readonly canUnmap: boolean;
   /** The path the image was opened from. */
   readonly path: string;
@@ -108,28 +110,34 @@ export class FileBackend implements BlockBackend {
     }
   }
 
+  /** Size of the image in bytes. */
   get size(): number {
     return this.bytes;
   }
 
+  /** Reads the file at `offset` straight into `buffers` (guest memory). */
   read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     return this.transfer(offset, buffers, false);
   }
 
+  /** Writes `buffers` (guest memory) straight to the file at `offset`. */
   write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     return this.transfer(offset, buffers, true);
   }
 
+  /** fdatasync: every write that completed before is durable. */
   async flush(): Promise<void> {
     // The buffered descriptor shares the file: one fdatasync covers writes made through either.
     await this.handle.datasync();
   }
 
+  /** Punches a hole where it can; otherwise nothing (DISCARD is a hint). */
   async discard(offset: number, length: number): Promise<void> {
     // Discard is a hint (spec 5.2.6.2: the device MAY deallocate): without hole punching there is nothing to do.
     if (this.punchHole) await this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
   }
 
+  /** Zeroes the range: a hole with `unmap` where possible, else FALLOC_FL_ZERO_RANGE, else written zeroes. */
   async writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
     if (unmap && this.punchHole && (await this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))) return;
     if (this.zeroRange && (await this.fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length))) return;
@@ -139,6 +147,7 @@ export class FileBackend implements BlockBackend {
     }
   }
 
+  /** Truncates or extends the file to `size` bytes. */
   async resize(size: number): Promise<void> {
     if (this.readOnly) throw new Error(`image ${this.path} is open read-only and cannot be resized`);
     if (!Number.isSafeInteger(size) || size < SECTOR_SIZE) throw new RangeError(`image size ${size} is not an integer of at least ${SECTOR_SIZE}`);
