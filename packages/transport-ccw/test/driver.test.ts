@@ -176,7 +176,8 @@ describe('virtio-ccw end to end with the guest driver', () => {
     await settle();
     expect(done, 'the reset completed before the device finished it').toBe(false);
     expect(guest.transport.busy).toBe(true);
-    expect(() => guest.driver.getStatus(), 'the subchannel is busy meanwhile').toThrow(/condition code 2/);
+    expect(guest.driver.getStatus(), 'the status before the reset, until it completes').toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    expect(() => guest.driver.queueMaxSize(0), 'the subchannel is busy meanwhile').toThrow(/condition code 2/);
     device.finishReset();
     await resetting;
     expect(guest.transport.busy).toBe(false);

@@ -228,10 +228,15 @@ export class CcwDriverTransport implements DriverTransport {
     if (this.revision >= 2 && this.getStatus() !== 0) throw new Error('the device status is not 0 after VDEV_RESET (spec 4.3.3.3.1)');
   }
 
-  /** READ_STATUS (revision 2); before it, the status last written, as Linux keeps it. */
+  /**
+   * READ_STATUS (revision 2); before it, the status last written, as Linux
+   * keeps it. While a VDEV_RESET waits for the device the subchannel is busy,
+   * and the status is the one before the reset: it is not 0 until the reset
+   * completes (spec 4.3.3.3.1).
+   */
   getStatus(): number {
     // Before revision 2 there is no READ_STATUS: like Linux, the driver reports the status it last wrote.
-    if (this.revision < 2) return this.statusCache;
+    if (this.revision < 2 || this.late !== undefined) return this.statusCache;
     this.memory.setU8(this.dataAddress, 0);
     this.expect(this.command(Command.READ_STATUS, 1), 'READ_STATUS');
     return this.memory.getU8(this.dataAddress);
