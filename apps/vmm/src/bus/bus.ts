@@ -12,9 +12,13 @@ export interface BusDevice {
 
 /** One registered window. */
 export interface BusRange {
+  /** First address of the window. */
   readonly base: number;
+  /** Length of the window in bytes. */
   readonly size: number;
+  /** Who owns the window (for error messages). */
   readonly name: string;
+  /** The device the window routes to. */
   readonly device: BusDevice;
 }
 

@@ -19,8 +19,11 @@ export interface ExitHandler {
 
 /** The initial state of a vCPU, as KVM structures. */
 export interface VcpuInit {
+  /** struct kvm_cpuid2 for KVM_SET_CPUID2. */
   readonly cpuid: Uint8Array;
+  /** struct kvm_sregs; omitted keeps the reset state (application processors). */
   readonly sregs?: Uint8Array;
+  /** struct kvm_regs; omitted keeps the reset state. */
   readonly regs?: Uint8Array;
 }
 
