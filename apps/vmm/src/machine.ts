@@ -111,7 +111,7 @@ export class Machine {
   private readonly log: (message: string) => void;
   private readonly lines: InterruptLine[] = [];
   private readonly mmioSlots: MmioSlot[] = [];
-  private readonly teardowns: (() => void)[] = [];
+  private readonly teardowns: (() => void | Promise<void>)[] = [];
   private vcpus: VcpuThread[] = [];
   private finish: (outcome: MachineOutcome) => void = () => undefined;
   private finished = false;
@@ -233,8 +233,12 @@ export class Machine {
     return remove;
   }
 
-  /** Runs `teardown` when the machine ends, after the vCPUs stopped and before guest RAM is released (device resets). */
-  onTeardown(teardown: () => void): void {
+  /**
+   * Runs `teardown` when the machine ends, after the vCPUs stopped and before
+   * guest RAM is released (device resets). A returned promise (I/O still in
+   * flight into guest RAM) is waited for before the RAM goes away.
+   */
+  onTeardown(teardown: () => void | Promise<void>): void {
     this.teardowns.push(teardown);
   }
 
@@ -314,13 +318,17 @@ export class Machine {
     void (async () => {
       await Promise.all(this.vcpus.map((v) => v.stop()));
       this.flushConsole();
+      const failed = (error: unknown): void => this.log(`teardown failed: ${error instanceof Error ? error.message : String(error)}`);
+      const finishing: Promise<void>[] = [];
       for (const teardown of this.teardowns.splice(0)) {
         try {
-          teardown();
+          const done = teardown();
+          if (done !== undefined) finishing.push(done.catch(failed));
         } catch (error) {
-          this.log(`teardown failed: ${error instanceof Error ? error.message : String(error)}`);
+          failed(error);
         }
       }
+      await Promise.all(finishing);
       for (const line of this.lines) if (line instanceof ResamplingIrqfd) line.close();
       this.poller.close();
       this.vm.close();

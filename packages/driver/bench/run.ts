@@ -26,7 +26,7 @@ async function roundTrips(options: InitOptions): Promise<number[]> {
     for (let i = 0; i < REQUESTS; i++) await queue.request([PAYLOAD], [PAYLOAD.length]);
     rates.push(REQUESTS / (Number(process.hrtime.bigint() - start) / 1e9));
   }
-  driver.reset();
+  await driver.reset();
   return rates;
 }
 

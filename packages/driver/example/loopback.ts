@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   await changed;
   console.log(`     scratch = ${hex(driver.readConfigU32(4))}`);
 
-  driver.reset();
+  await driver.reset();
   const queueInterrupts = [...driver.interrupts.queue].map(([index, count]) => `queue ${index}: ${count}`).join(', ');
   console.log(`\ninterrupts: ${driver.interrupts.total} in all (config: ${driver.interrupts.config}; ${queueInterrupts})`);
 }

@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { VirtioDriver } from './driver.js';
 import type { DriverEvent } from './events.js';
 import type { InterruptCause } from './transport.js';
+import { SlowResetDevice } from './conformance/slow-reset-device.js';
 import { LoopbackDevice } from './loopback-device.js';
 import { coreTransportFactory } from './transport-factory.js';
 import { CoreTransport } from './transports/core.js';
@@ -138,6 +139,21 @@ describe('initialisation (spec 3.1.1)', () => {
     const { driver } = rig(new LoopbackDevice());
     expect(() => driver.writeConfigU32(4, 1)).toThrow(/after FEATURES_OK/);
   });
+
+  it('spec 3.1.2: a legacy driver negotiates 32 bits without FEATURES_OK and places split rings in the legacy layout (spec 2.7.2)', async () => {
+    const { driver, transport } = rig(new LoopbackDevice({ queueSize: 64 }));
+    transport.core.legacy = true;
+    const features = await driver.init({ legacy: true, eventIdx: true, packed: true, setup: (d) => d.writeConfigU32(4, 7) });
+    expect(features).toBe(featureBit(VIRTIO_F_EVENT_IDX));
+    expect(driver.status).toBe(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK);
+    expect(driver.readConfigU32(4)).toBe(7);
+    const { config } = driver.queue(0);
+    expect(config.size).toBe(64);
+    expect(config.descAddr % 4096).toBe(0);
+    expect(config.driverAddr).toBe(config.descAddr + 16 * 64);
+    expect(config.deviceAddr).toBe(Math.ceil((config.driverAddr + 2 * (3 + 64)) / 4096) * 4096);
+    expect((await driver.queue(0).request([Uint8Array.of(9, 8)], [2])).data).toEqual(Uint8Array.of(9, 8));
+  });
 });
 
 describe('configuration space (spec 2.5.1)', () => {
@@ -256,9 +272,10 @@ describe('reset', () => {
     device.holdRequests = true;
     const pending = driver.queue(0).request([new Uint8Array(100)], [100]);
     const waiting = driver.queue(0).waitUsed();
-    driver.reset();
+    const resetting = driver.reset();
     await expect(pending).rejects.toMatchObject({ reason: 'reset' });
     await expect(waiting).rejects.toMatchObject({ reason: 'reset' });
+    await resetting;
     expect(device.releaseHeld()).toBe(0);
     expect(() => driver.queue(0)).toThrow(/not set up/);
     await driver.init();
@@ -290,7 +307,7 @@ describe('reset', () => {
     const old = driver.queue(0).config;
     device.holdRequests = true;
     const pending = driver.queue(0).request([Uint8Array.of(1)], [1]);
-    driver.resetQueue(0);
+    await driver.resetQueue(0);
     await expect(pending).rejects.toMatchObject({ reason: 'reset' });
     const queue = driver.enableQueue(0, 8);
     expect(queue.config.descAddr).not.toBe(old.descAddr);
@@ -304,7 +321,29 @@ describe('reset', () => {
   it('queue reset needs VIRTIO_F_RING_RESET negotiated', async () => {
     const { driver } = rig(new LoopbackDevice());
     await driver.init();
-    expect(() => driver.resetQueue(0)).toThrow(/RING_RESET/);
+    await expect(driver.resetQueue(0)).rejects.toThrow(/RING_RESET/);
+  });
+
+  it('spec 2.4: with a device still finishing its I/O, requests fail at once and init() waits for status 0 before ACKNOWLEDGE', async () => {
+    const device = new SlowResetDevice();
+    const events: DriverEvent[] = [];
+    const { driver, transport } = rig(device, events);
+    await driver.init();
+    device.holdRequests = true;
+    const pending = driver.queue(0).request([Uint8Array.of(1)], [1]);
+    const resetting = driver.reset();
+    await expect(pending).rejects.toMatchObject({ reason: 'reset' });
+    expect(driver.status, 'status while the device finishes its reset').not.toBe(0);
+    events.length = 0;
+    const initialised = driver.init();
+    await Promise.resolve();
+    expect(events.filter((e) => e.kind === 'status'), 'status writes before the reset completed').toEqual([]);
+    device.finishResets();
+    await resetting;
+    await initialised;
+    expect(transport.core.violations.status).toBe(0);
+    device.holdRequests = false;
+    expect((await driver.queue(0).request([Uint8Array.of(4)], [1])).data).toEqual(Uint8Array.of(4));
   });
 });
 

@@ -9,6 +9,8 @@ import {
   VIRTIO_F_VERSION_1,
   featureBit,
   hasFeature,
+  legacySplitRingLayout,
+  splitRingSizes,
   type GuestMemory,
   type GuestMemoryRegion,
   type QueueConfig,
@@ -49,6 +51,13 @@ export interface InitOptions {
   readonly notificationData?: boolean;
   /** Ask for VIRTIO_F_RING_RESET (spec 2.6.1). */
   readonly ringReset?: boolean;
+  /**
+   * Drive the device as a legacy (pre-1.0) driver does, over a transport with
+   * a legacy interface (spec 3.1.2, 4.1.4.10): 32 feature bits, no
+   * FEATURES_OK step, split rings of the device's maximum size in the legacy
+   * layout (spec 2.7.2) with the used ring page-aligned.
+   */
+  readonly legacy?: boolean;
   /** Device-specific feature bits wanted (negotiated as wanted ∩ offered). */
   readonly features?: bigint;
   /**
@@ -88,6 +97,12 @@ const RING_FEATURES = {
   ringReset: VIRTIO_F_RING_RESET,
 } as const;
 
+/** A legacy driver negotiates feature bits 0-31 only (spec 3.1.2). */
+const LEGACY_FEATURES = 0xffff_ffffn;
+
+/** Queue Align of a legacy driver's split rings: the page (spec 2.7.2, 4.1.5.1.3.1). */
+const LEGACY_QUEUE_ALIGN = 4096;
+
 /** Bound on the configuration generation loop, so a device whose generation never settles fails instead of hanging. */
 const CONFIG_READ_ATTEMPTS = 1000;
 
@@ -120,6 +135,7 @@ export class VirtioDriver {
   private readonly queues = new Map<number, DriverQueue>();
   private readonly owner: QueueOwner;
   private isLive = false;
+  private isLegacy = false;
   private useIndirect = false;
   private configWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
 
@@ -164,26 +180,32 @@ export class VirtioDriver {
   /**
    * Initialises the device (spec 3.1.1): reset, ACKNOWLEDGE, DRIVER, feature
    * negotiation, FEATURES_OK and its re-read, device-specific setup, queue
-   * setup, DRIVER_OK. On failure the driver sets FAILED and throws a
-   * {@link DriverError}. Returns the negotiated features.
+   * setup, DRIVER_OK (a legacy driver has no FEATURES_OK step, spec 3.1.2).
+   * It first waits for the reset to complete. On failure the driver sets
+   * FAILED and throws a {@link DriverError}. Returns the negotiated features.
    */
   async init(options: InitOptions = {}): Promise<bigint> {
-    this.reset();
+    await this.reset();
+    const legacy = options.legacy === true;
+    this.isLegacy = legacy;
     this.writeStatus(DeviceStatus.ACKNOWLEDGE);
     this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
     const offered = this.transport.readDeviceFeatures();
     this.offeredFeatures = offered;
-    if (options.exactFeatures === undefined && !hasFeature(offered, VIRTIO_F_VERSION_1)) {
-      throw this.giveUp(new DriverError('not-modern', `the device offers no VIRTIO_F_VERSION_1 (features: ${featureNames(offered)}); this driver needs a modern device`));
+    if (!legacy && options.exactFeatures === undefined && !hasFeature(offered, VIRTIO_F_VERSION_1)) {
+      throw this.giveUp(new DriverError('not-modern', `the device offers no VIRTIO_F_VERSION_1 (features: ${featureNames(offered)}); pass init({ legacy: true }) for a transitional device`));
     }
-    const written = options.exactFeatures ?? this.wantedFeatures(options) & offered;
+    const written = options.exactFeatures ?? this.wantedFeatures(options) & offered & (legacy ? LEGACY_FEATURES : ~0n);
     this.transport.writeDriverFeatures(written);
     this.trace({ kind: 'features', offered, written });
-    this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
-    // spec 3.1.1 step 6: re-read the status; a cleared FEATURES_OK means the features were refused.
-    const accepted = (this.transport.getStatus() & DeviceStatus.FEATURES_OK) !== 0;
-    if (!accepted) {
-      throw this.giveUp(new DriverError('features-refused', `the device refused features ${featureNames(written)} (offered: ${featureNames(offered)})`));
+    const featuresOk = legacy ? 0 : DeviceStatus.FEATURES_OK;
+    if (!legacy) {
+      this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+      // spec 3.1.1 step 6: re-read the status; a cleared FEATURES_OK means the features were refused.
+      const accepted = (this.transport.getStatus() & DeviceStatus.FEATURES_OK) !== 0;
+      if (!accepted) {
+        throw this.giveUp(new DriverError('features-refused', `the device refused features ${featureNames(written)} (offered: ${featureNames(offered)})`));
+      }
     }
     this.features = written;
     this.useIndirect = options.indirect === true && hasFeature(written, VIRTIO_F_INDIRECT_DESC);
@@ -194,7 +216,7 @@ export class VirtioDriver {
     } catch (error) {
       throw this.giveUp(error instanceof Error ? error : new Error(String(error)));
     }
-    this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+    this.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | featuresOk | DeviceStatus.DRIVER_OK);
     const status = this.checkStatus();
     if ((status & DeviceStatus.DEVICE_NEEDS_RESET) !== 0 || (status & DeviceStatus.DRIVER_OK) === 0) {
       throw this.giveUp(new DriverError('needs-reset', `the device did not go live (status ${statusNames(status)}); reset it and check the queue setup`));
@@ -205,25 +227,29 @@ export class VirtioDriver {
   }
 
   /**
-   * Resets the device (spec 2.4: status 0, then waits until it reads back 0).
-   * Requests in flight fail with reason 'reset'; queues must be set up again
-   * with {@link init}.
+   * Resets the device (spec 2.4): writes status 0 and resolves once it reads
+   * back 0, which a device still finishing I/O it had started delays until
+   * that I/O is over (the driver MUST wait). Requests in flight fail with
+   * reason 'reset' at once; their buffers return to the heap only when the
+   * reset is complete, as the device may write them until then. Queues must be
+   * set up again with {@link init}, which waits for the reset.
    */
-  reset(): void {
-    this.transport.reset();
+  async reset(): Promise<void> {
+    const finishing = this.transport.reset();
     this.trace({ kind: 'reset' });
-    const status = this.transport.getStatus();
-    if (status !== 0) throw new DriverError('usage', `the device did not reset: status reads ${statusNames(status)}`);
     this.isLive = false;
     this.features = 0n;
     this.needsReset = false;
     const error = new DriverError('reset', 'the device was reset while the request was in flight');
-    for (const queue of this.queues.values()) queue.discard(error);
+    for (const queue of this.queues.values()) queue.fail(error);
     this.queues.clear();
-    this.heap.clear();
     const waiters = this.configWaiters;
     this.configWaiters = [];
     for (const waiter of waiters) waiter.reject(error);
+    await finishing;
+    this.heap.clear();
+    const status = this.transport.getStatus();
+    if (status !== 0) throw new DriverError('usage', `the device did not reset: status reads ${statusNames(status)}`);
   }
 
   /** Queue `index`, once set up. */
@@ -239,17 +265,21 @@ export class VirtioDriver {
   }
 
   /**
-   * VIRTIO_F_RING_RESET: resets queue `index` alone (spec 2.6.1). The
-   * transport waits until the device reports the queue reset. Its requests in
-   * flight fail with reason 'reset'.
+   * VIRTIO_F_RING_RESET: resets queue `index` alone (spec 2.6.1) and resolves
+   * once the transport reports the reset complete. Its requests in flight fail
+   * with reason 'reset' at once, their buffers return to the heap once the
+   * reset is complete; {@link enableQueue} may follow then.
    */
-  resetQueue(index: number): void {
+  async resetQueue(index: number): Promise<void> {
     this.requireFeature(VIRTIO_F_RING_RESET, 'resetQueue');
     const queue = this.queue(index);
-    this.transport.resetQueue(index);
+    const finishing = this.transport.resetQueue(index);
     this.trace({ kind: 'queue-reset', index });
-    queue.discard(new DriverError('reset', `queue ${index} was reset while the request was in flight`));
+    const error = new DriverError('reset', `queue ${index} was reset while the request was in flight`);
+    queue.fail(error);
     this.queues.delete(index);
+    await finishing;
+    queue.discard(error);
   }
 
   /** VIRTIO_F_RING_RESET: sets queue `index` up again after {@link resetQueue}, in new guest memory (spec 2.6.1.2). */
@@ -319,9 +349,12 @@ export class VirtioDriver {
     });
   }
 
-  /** Writes device configuration; only after FEATURES_OK (spec 3.1.1 step 4: no writes while negotiating). */
+  /**
+   * Writes device configuration; only after FEATURES_OK (spec 3.1.1 step 4: no
+   * writes while negotiating), or after DRIVER for a legacy driver, which has no FEATURES_OK.
+   */
   writeConfig(offset: number, data: Uint8Array): void {
-    if ((this.transport.getStatus() & DeviceStatus.FEATURES_OK) === 0) {
+    if ((this.transport.getStatus() & (this.isLegacy ? DeviceStatus.DRIVER : DeviceStatus.FEATURES_OK)) === 0) {
       throw new DriverError('usage', 'configuration writes are allowed only after FEATURES_OK (spec 3.1.1); write in init({ setup })');
     }
     this.transport.writeConfig(offset, data);
@@ -383,6 +416,8 @@ export class VirtioDriver {
   private queueSize(index: number, wanted: number | undefined): number {
     const max = this.transport.queueMaxSize(index);
     if (max === 0) throw new DriverError('queue', `queue ${index} does not exist (maximum size 0)`);
+    // A legacy interface fixes the size at the maximum (spec 4.1.5.1.3.1).
+    if (this.isLegacy) return max;
     let size = Math.min(max, wanted ?? max);
     // spec 2.7: split queue sizes are powers of two.
     if (!this.packed) size = 2 ** Math.floor(Math.log2(size));
@@ -390,6 +425,11 @@ export class VirtioDriver {
   }
 
   private placeRing(size: number): QueueConfig {
+    if (this.isLegacy) {
+      // One block from a page boundary, the used ring on the next one (spec 2.7.2).
+      const extent = legacySplitRingLayout(0, size, LEGACY_QUEUE_ALIGN).deviceAddr + splitRingSizes(size).used;
+      return legacySplitRingLayout(this.rings.alloc(extent, LEGACY_QUEUE_ALIGN), size, LEGACY_QUEUE_ALIGN);
+    }
     return this.packed ? placePackedRing(this.rings, size) : placeSplitRing(this.rings, size);
   }
 

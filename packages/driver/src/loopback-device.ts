@@ -41,10 +41,15 @@ export interface LoopbackDeviceOptions {
  * written to guest memory (spec 2.4, 2.6.1).
  */
 export class LoopbackDevice implements VirtioDevice {
+  /** The VirtioDevice contract version implemented. */
   readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
+  /** {@link LOOPBACK_DEVICE_ID}. */
   readonly deviceType = LOOPBACK_DEVICE_ID;
+  /** The ring features (or the `features` option) and VIRTIO_F_VERSION_1. */
   readonly deviceFeatures: bigint;
+  /** One queue, of the `queueSize` option (default 256). */
   readonly queueMaxSizes: readonly number[];
+  /** `served` (le32, read-only) and `scratch` (le32, writable). */
   readonly configSize = 8;
   /** Faulted (malformed) chains seen since creation. */
   faults = 0;
@@ -71,14 +76,17 @@ export class LoopbackDevice implements VirtioDevice {
     return this.config.getUint32(0, true);
   }
 
+  /** Keeps the host, for configuration change notifications. */
   attach(host: DeviceHost): void {
     this.host = host;
   }
 
+  /** Copies configuration bytes (the core has bounds-checked the range). */
   readConfig(offset: number, data: Uint8Array): void {
     data.set(new Uint8Array(this.config.buffer, offset, data.length));
   }
 
+  /** Writes `scratch` and raises a configuration change notification. */
   writeConfig(offset: number, data: Uint8Array): void {
     // Only `scratch` is writable; writes that touch `served` are dropped whole.
     if (offset < 4) return;
@@ -86,20 +94,24 @@ export class LoopbackDevice implements VirtioDevice {
     this.host?.configChanged();
   }
 
+  /** Starts serving queue 0. */
   activate(context: ActivationContext): void {
     this.queue = context.queues.get(0);
     this.signal = context.signal;
   }
 
+  /** Forgets the queue; held chains of it are dropped when released. */
   reset(): void {
     this.queue = undefined;
     this.signal = undefined;
   }
 
+  /** Forgets queue 0. */
   resetQueue(index: number): void {
     if (index === 0) this.queue = undefined;
   }
 
+  /** Serves queue 0 again, in its new rings. */
   enableQueue(index: number, queue: Virtqueue): void {
     if (index === 0) this.queue = queue;
   }
@@ -118,6 +130,7 @@ export class LoopbackDevice implements VirtioDevice {
     return completed;
   }
 
+  /** Serves queue 0: each good chain's readable bytes copied into its writable ones (held with {@link holdRequests}). */
   notify(index: number): void {
     const queue = this.queue;
     if (index !== 0 || queue === undefined) return;

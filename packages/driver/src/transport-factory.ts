@@ -20,6 +20,8 @@ const TRANSPORT_FEATURES = featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(V
 
 /** The device straight behind the status machine ({@link CoreTransport}), carrying NOTIFICATION_DATA and RING_RESET. */
 export const coreTransportFactory: TransportFactory = {
+  /** 'core'. */
   name: 'core',
+  /** A {@link CoreTransport} with the transport features. */
   create: (memory, device) => new CoreTransport(memory, device, { transportFeatures: TRANSPORT_FEATURES }),
 };

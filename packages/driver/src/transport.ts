@@ -14,7 +14,9 @@ export type InterruptCause =
  * driver and conformance suite run over every transport.
  *
  * Register accesses are synchronous: they are to the in-process device. Waiting
- * for the device to use buffers is asynchronous (see {@link onInterrupt}).
+ * for the device to use buffers is asynchronous (see {@link onInterrupt}), and
+ * so is waiting for a reset the device finishes only once its in-flight I/O is
+ * done (spec 2.4, 2.6.1): {@link reset} and {@link resetQueue} then return a promise.
  */
 export interface DriverTransport {
   /** Short name for test titles: 'core', 'mmio', 'pci', 'ccw'. */
@@ -23,8 +25,12 @@ export interface DriverTransport {
   readonly memory: GuestMemory;
   /** The device ID the transport reports (spec 5). */
   deviceId(): number;
-  /** Resets the device (status 0, or the transport's reset command) and waits until it reads back 0. */
-  reset(): void;
+  /**
+   * Resets the device (status 0, or the transport's reset command) and waits
+   * until it reads back 0. Returns a promise when the device finishes the reset
+   * later (spec 2.4); nothing else may be done to the device until it settles.
+   */
+  reset(): void | Promise<void>;
   /** Reads the device status field. */
   getStatus(): number;
   /** Writes the device status field. */
@@ -42,8 +48,11 @@ export interface DriverTransport {
    * device reports the queue enabled afterwards.
    */
   setupQueue(index: number, config: QueueConfig): boolean;
-  /** VIRTIO_F_RING_RESET: resets queue `index` and waits until the reset completed. */
-  resetQueue(index: number): void;
+  /**
+   * VIRTIO_F_RING_RESET: resets queue `index` and waits until the reset
+   * completed; a promise when the device completes it later (spec 2.6.1).
+   */
+  resetQueue(index: number): void | Promise<void>;
   /** Sends an available buffer notification, with notification data when negotiated (spec 2.9). */
   notify(index: number, data?: number): void;
   /** Reads `length` bytes of device configuration at `offset`, in accesses the transport allows. */

@@ -28,6 +28,8 @@ export class ChannelData {
   failure = PROGRAM_CHECK;
   /** The count was shorter than the input the command needs: an incorrect length unless SLI suppresses it. */
   short = false;
+  /** Set by a command that completes only once this settles (see {@link completeWhen}). */
+  completion: Promise<void> | undefined;
   private guest = new GuestMemory([]);
   private readonly scratchBytes = new Uint8Array(8);
   private readonly scratch = new DataView(this.scratchBytes.buffer);
@@ -39,6 +41,16 @@ export class ChannelData {
     this.count = count;
     this.flags = flags;
     this.short = false;
+    this.completion = undefined;
+  }
+
+  /**
+   * The command has been executed but completes only once `done` settles (a
+   * device reset still finishing its in-flight I/O, spec 4.3.3.3.1): the
+   * channel program waits there, and its status becomes pending afterwards.
+   */
+  completeWhen(done: Promise<void>): void {
+    this.completion = done;
   }
 
   /** The driver suppressed incorrect-length indication (SLI). */

@@ -138,6 +138,8 @@ export const KVM_S390_VIRTIO_CCW_NOTIFY = 3;
 export const BlockSize = {
   /** struct vq_info_block. */
   VQ_INFO: 32,
+  /** struct vq_info_block_legacy (revision 0). */
+  VQ_INFO_LEGACY: 16,
   /** struct vq_config_block. */
   VQ_CONFIG: 4,
   /** struct virtio_feature_desc (exactly 5 bytes, no padding). */

@@ -59,10 +59,25 @@ const CCW_ADDRESS_LIMIT = 2 ** 31;
 const NORMAL_END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
 const SOLICITED = StatusControl.PRIMARY | StatusControl.SECONDARY | StatusControl.STATUS_PENDING;
 
+/** A channel program being executed: where it has got to. */
+interface Program {
+  readonly memory: GuestMemory;
+  readonly intparm: number;
+  /** The next CCW to fetch. */
+  address: number;
+  /** CCWs fetched so far. */
+  executed: number;
+  /** The CCW just fetched came from a TIC. */
+  afterTic: boolean;
+  /** PROGRAM_CONTROLLED_INTERRUPTION once a CCW with PCI was executed. */
+  pci: number;
+}
+
 /**
- * A virtual subchannel: runs channel programs synchronously (START SUBCHANNEL
- * returns with the program's status pending), keeps at most one pending status
- * until TEST SUBCHANNEL, answers the basic channel commands itself (NOP, BASIC
+ * A virtual subchannel: runs channel programs (START SUBCHANNEL returns with
+ * the program's status pending, unless a command completes later: see
+ * {@link ChannelData.completeWhen}), keeps at most one pending status until
+ * TEST SUBCHANNEL, answers the basic channel commands itself (NOP, BASIC
  * SENSE, SENSE ID, TIC; spec 4.3.1) and hands every other command to the
  * device. Format-1 CCWs only; data chaining, indirect data addressing and
  * suspend are not supported and end the program with a program check.
@@ -72,6 +87,8 @@ export class VirtualSubchannel {
   enabled = false;
   private pending: InterruptionResponse | undefined;
   private executing = false;
+  /** Counts subchannel resets, so that a program waiting for a command is dropped by one. */
+  private epoch = 0;
   private readonly sense = new Uint8Array(SENSE_DATA_SIZE);
   private readonly senseId = new Uint8Array(SENSE_ID_SIZE);
   private readonly ccw = new ChannelData();
@@ -97,24 +114,24 @@ export class VirtualSubchannel {
     return this.pending !== undefined;
   }
 
+  /** A channel program is executing: it waits for a command to complete. */
+  get busy(): boolean {
+    return this.executing;
+  }
+
   /**
    * START SUBCHANNEL with a format-1 channel program at `channelProgram`: runs
-   * it to its end and makes its status pending, then raises the I/O
-   * interruption. Returns the condition code.
+   * it to its end, makes its status pending and raises the I/O interruption.
+   * A command that completes later (see {@link ChannelData.completeWhen})
+   * suspends the program there, and the rest runs once the command has
+   * completed. Returns the condition code.
    */
   start(memory: GuestMemory, channelProgram: number, intparm: number): number {
     if (!this.enabled) return ConditionCode.NOT_OPERATIONAL;
     if (this.pending !== undefined) return ConditionCode.STATUS_PENDING;
     if (this.executing) return ConditionCode.BUSY;
     this.executing = true;
-    let status: InterruptionResponse;
-    try {
-      status = this.run(memory, channelProgram, intparm >>> 0);
-    } finally {
-      this.executing = false;
-    }
-    this.pending = status;
-    this.ioInterrupt(status.intparm);
+    this.proceed({ memory, intparm: intparm >>> 0, address: channelProgram, executed: 0, afterTic: false, pci: 0 });
     return ConditionCode.STARTED;
   }
 
@@ -145,21 +162,50 @@ export class VirtualSubchannel {
     this.ioInterrupt(0);
   }
 
-  /** Subchannel reset: no status pending, no sense data, disabled. */
+  /** Subchannel reset: no status pending, no sense data, disabled; a program waiting for a command is dropped. */
   reset(): void {
+    this.epoch++;
+    this.executing = false;
     this.pending = undefined;
     this.sense.fill(0);
     this.enabled = false;
   }
 
-  private run(memory: GuestMemory, channelProgram: number, intparm: number): InterruptionResponse {
-    let address = channelProgram;
-    let afterTic = false;
-    let pci = 0;
+  /** Runs `program` on until it ends, then makes its status pending; or leaves it waiting for a command to complete. */
+  private proceed(program: Program): void {
+    const status = this.run(program);
+    if (status !== undefined) this.finish(status);
+  }
+
+  private finish(status: InterruptionResponse): void {
+    this.executing = false;
+    this.pending = status;
+    this.ioInterrupt(status.intparm);
+  }
+
+  /**
+   * The command just executed completes when `completion` settles; then the
+   * program ends with `status`, or, chained, goes on. A subchannel reset
+   * meanwhile drops the program.
+   */
+  private wait(program: Program, completion: Promise<void>, status: InterruptionResponse | undefined): void {
+    const epoch = this.epoch;
+    const resume = (): void => {
+      if (epoch !== this.epoch) return;
+      if (status !== undefined) this.finish(status);
+      else this.proceed(program);
+    };
+    void completion.then(resume, resume);
+  }
+
+  /** Executes CCWs from `program.address`; returns the ending status, or undefined while a command is completing. */
+  private run(program: Program): InterruptionResponse | undefined {
     const { ccw, data } = this;
-    for (let executed = 0; ; executed++) {
+    const { memory, intparm } = program;
+    for (; ; program.executed++) {
+      const address = program.address;
       const next = address + 8;
-      if (executed === MAX_CCWS_PER_PROGRAM || address % 8 !== 0 || address + 8 > CCW_ADDRESS_LIMIT) {
+      if (program.executed === MAX_CCWS_PER_PROGRAM || address % 8 !== 0 || address + 8 > CCW_ADDRESS_LIMIT) {
         return this.programCheck(intparm, next);
       }
       ccw.load(memory, address, 8, 0);
@@ -171,48 +217,60 @@ export class VirtualSubchannel {
       if ((command & 0x0f) === 0) return this.programCheck(intparm, next);
       if ((command & 0x0f) === CcwCommand.TIC) {
         // A TIC may not follow a TIC, and has no modifier bits.
-        if (command !== CcwCommand.TIC || afterTic) return this.programCheck(intparm, next);
-        address = dataAddress;
-        afterTic = true;
+        if (command !== CcwCommand.TIC || program.afterTic) return this.programCheck(intparm, next);
+        program.address = dataAddress;
+        program.afterTic = true;
         continue;
       }
-      afterTic = false;
+      program.afterTic = false;
       if ((flags & (CcwFlag.CD | CcwFlag.IDA | CcwFlag.S | CcwFlag.MIDA)) !== 0) return this.programCheck(intparm, next);
-      if ((flags & CcwFlag.PCI) !== 0) pci = SubchannelStatus.PROGRAM_CONTROLLED_INTERRUPTION;
+      if ((flags & CcwFlag.PCI) !== 0) program.pci = SubchannelStatus.PROGRAM_CONTROLLED_INTERRUPTION;
       data.load(memory, dataAddress, count, flags);
-      const transferred = this.execute(command, data);
-      if (transferred === PROGRAM_CHECK) return this.programCheck(intparm, next, pci);
-      if (transferred === COMMAND_REJECT) {
-        this.sense.fill(0);
-        this.sense[0] = SenseByte0.COMMAND_REJECT;
-        return {
-          intparm,
-          statusControl: SOLICITED | StatusControl.ALERT,
-          ccwAddress: next,
-          deviceStatus: NORMAL_END | UnitStatus.UNIT_CHECK,
-          subchannelStatus: pci | (data.short && !data.suppressLength ? SubchannelStatus.INCORRECT_LENGTH : 0),
-          residualCount: count,
-          sense: this.sense.slice(),
-        };
+      const outcome = this.outcome(this.execute(command, data), intparm, next, count, flags, program.pci);
+      program.address = next;
+      if (data.completion !== undefined) {
+        program.executed++;
+        this.wait(program, data.completion, outcome);
+        return undefined;
       }
-      const residualCount = Math.max(0, count - transferred);
-      // Incorrect length ends the program: command chaining is suppressed (unless SLI suppressed the indication).
-      if (count !== transferred && !data.suppressLength) {
-        return {
-          intparm,
-          statusControl: SOLICITED | StatusControl.ALERT,
-          ccwAddress: next,
-          deviceStatus: NORMAL_END,
-          subchannelStatus: pci | SubchannelStatus.INCORRECT_LENGTH,
-          residualCount,
-          sense: undefined,
-        };
-      }
-      if ((flags & CcwFlag.CC) === 0) {
-        return { intparm, statusControl: SOLICITED, ccwAddress: next, deviceStatus: NORMAL_END, subchannelStatus: pci, residualCount, sense: undefined };
-      }
-      address = next;
+      if (outcome !== undefined) return outcome;
     }
+  }
+
+  /** How a CCW that transferred `transferred` bytes ends the program, or undefined when the program goes on to the next CCW. */
+  private outcome(transferred: number, intparm: number, next: number, count: number, flags: number, pci: number): InterruptionResponse | undefined {
+    const data = this.data;
+    if (transferred === PROGRAM_CHECK) return this.programCheck(intparm, next, pci);
+    if (transferred === COMMAND_REJECT) {
+      this.sense.fill(0);
+      this.sense[0] = SenseByte0.COMMAND_REJECT;
+      return {
+        intparm,
+        statusControl: SOLICITED | StatusControl.ALERT,
+        ccwAddress: next,
+        deviceStatus: NORMAL_END | UnitStatus.UNIT_CHECK,
+        subchannelStatus: pci | (data.short && !data.suppressLength ? SubchannelStatus.INCORRECT_LENGTH : 0),
+        residualCount: count,
+        sense: this.sense.slice(),
+      };
+    }
+    const residualCount = Math.max(0, count - transferred);
+    // Incorrect length ends the program: command chaining is suppressed (unless SLI suppressed the indication).
+    if (count !== transferred && !data.suppressLength) {
+      return {
+        intparm,
+        statusControl: SOLICITED | StatusControl.ALERT,
+        ccwAddress: next,
+        deviceStatus: NORMAL_END,
+        subchannelStatus: pci | SubchannelStatus.INCORRECT_LENGTH,
+        residualCount,
+        sense: undefined,
+      };
+    }
+    if ((flags & CcwFlag.CC) === 0) {
+      return { intparm, statusControl: SOLICITED, ccwAddress: next, deviceStatus: NORMAL_END, subchannelStatus: pci, residualCount, sense: undefined };
+    }
+    return undefined;
   }
 
   private execute(command: number, data: ChannelData): number {

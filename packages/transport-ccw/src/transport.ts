@@ -5,13 +5,15 @@ import {
   VirtioCore,
   featureBit,
   hasFeature,
+  legacySplitRingLayout,
   queueConfigProblem,
   type GuestMemory,
+  type QueueConfig,
   type QueueSlot,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { COMMAND_REJECT, type ChannelData } from './channel-data.js';
-import { BlockSize, CLASSIC_INDICATOR_BITS, CcwCommand, EINVAL, MAX_ISC, VirtioCcwRevision } from './constants.js';
+import { BlockSize, CLASSIC_INDICATOR_BITS, CcwCommand, ConditionCode, EINVAL, MAX_ISC, VirtioCcwRevision } from './constants.js';
 import { AdapterIndicators, ClassicIndicators } from './indicators.js';
 import { VirtualSubchannel, type InterruptionResponse } from './subchannel.js';
 
@@ -48,6 +50,15 @@ export interface CcwTransportOptions {
   readonly channelSubsystem: ChannelSubsystem;
   /** The highest transport revision the device accepts: 1, or 2 (the default, which adds READ_STATUS). */
   readonly maxRevision?: number;
+  /**
+   * Whether the device is transitional: it also takes revision 0, the legacy
+   * interface, and legacy drivers, which select no revision (spec 4.3.2.1.3).
+   * Legacy s390 drivers keep rings, requests and configuration fields
+   * big-endian, so this needs a device that declares its
+   * `legacyConfigFields`; it defaults to whether the device does, and true for
+   * a device that does not throws.
+   */
+  readonly transitional?: boolean;
   /** Diagnostics sink for rejected commands and guest errors. */
   readonly log?: (message: string) => void;
 }
@@ -71,11 +82,12 @@ type IndicatorMode = 'none' | 'classic' | 'adapter';
  * programs against a {@link VirtioCore} and delivers used buffer and
  * configuration change notifications through classic or adapter indicators.
  *
- * Revisions 1 and 2 are supported. The device is non-transitional: revision 0
- * (the legacy interface) and legacy drivers, which issue virtio commands
- * without SET_VIRTIO_REV, get a command reject, as spec 4.3.2.1.1 and
- * 4.3.2.1.3 require of non-transitional devices. (A legacy s390 guest would
- * also need big-endian rings, which virtio 1.x rings are not.)
+ * Revisions 1 and 2 are always supported. Revision 0, the legacy interface,
+ * is supported when the device is transitional ({@link CcwTransportOptions.transitional}):
+ * the legacy vq_info_block and queue layout, 32 feature bits, no FEATURES_OK,
+ * and big-endian rings and configuration fields, as a legacy s390 driver
+ * keeps them (spec 2.5.3, 2.7.3). A non-transitional device answers revision
+ * 0 and legacy drivers with a command reject (spec 4.3.2.1.1, 4.3.2.1.3).
  */
 export class CcwTransport {
   /** The status machine behind the channel commands. */
@@ -85,6 +97,8 @@ export class CcwTransport {
   private readonly subchannel: VirtualSubchannel;
   private readonly channelSubsystem: ChannelSubsystem;
   private readonly maxRevision: number;
+  /** Why revision 0 is refused, or undefined for a transitional device. */
+  private readonly legacyRefusal: string | undefined;
   private readonly log: (message: string) => void;
   private revisionValue: number | undefined;
   private mode: IndicatorMode = 'none';
@@ -107,9 +121,21 @@ export class CcwTransport {
     if (!Number.isInteger(device.deviceType) || device.deviceType < 0 || device.deviceType > 0xff) {
       throw new RangeError(`device ID ${device.deviceType} does not fit the one-byte control unit model`);
     }
+    const declaresLegacy = device.legacyConfigFields !== undefined;
+    if (options.transitional === true && !declaresLegacy) {
+      throw new RangeError(
+        'a transitional virtio-ccw device needs legacyConfigFields: legacy s390 drivers read configuration fields big-endian, and only the device knows where its fields are',
+      );
+    }
     this.subchannelId = subchannelId;
     this.channelSubsystem = options.channelSubsystem;
     this.maxRevision = maxRevision;
+    this.legacyRefusal =
+      (options.transitional ?? declaresLegacy)
+        ? undefined
+        : declaresLegacy
+          ? 'the device is configured non-transitional'
+          : 'the device declares no legacyConfigFields, so its configuration space cannot be shown big-endian to a legacy s390 driver (spec 2.5.3); the device is non-transitional';
     this.log = options.log ?? (() => undefined);
     this.core = new VirtioCore({
       device,
@@ -119,6 +145,8 @@ export class CcwTransport {
       transportFeatures: featureBit(VIRTIO_F_NOTIFICATION_DATA),
       ...(options.log === undefined ? {} : { log: options.log }),
     });
+    // A legacy driver here runs on s390: its rings and fields are big-endian (spec 2.7.3).
+    this.core.legacyByteOrder = 'big-endian';
     this.configOut = new Uint8Array(device.configSize);
     this.configIn = new Uint8Array(device.configSize);
     this.subchannel = new VirtualSubchannel(
@@ -143,22 +171,35 @@ export class CcwTransport {
     return this.subchannel.statusPending;
   }
 
+  /** A channel program is still executing: a VDEV_RESET waits for the device to finish its reset. */
+  get busy(): boolean {
+    return this.subchannel.busy;
+  }
+
   /**
-   * MODIFY SUBCHANNEL changed the enabled bit. Enabling forgets the revision
-   * (spec 4.3.2.1.1: unset "from the time the associated subchannel has been
-   * enabled until a revision has been successfully set").
+   * MODIFY SUBCHANNEL changes the enabled bit; returns the condition code:
+   * {@link ConditionCode.BUSY} (and nothing changes) while a channel program
+   * is executing. Enabling forgets the revision (spec 4.3.2.1.1: unset "from
+   * the time the associated subchannel has been enabled until a revision has
+   * been successfully set").
    */
-  setEnabled(enabled: boolean): void {
+  setEnabled(enabled: boolean): number {
+    if (this.subchannel.busy) return ConditionCode.BUSY;
     if (enabled && !this.subchannel.enabled) this.revisionValue = undefined;
     this.subchannel.enabled = enabled;
+    return ConditionCode.STARTED;
   }
 
   /**
    * START SUBCHANNEL with the format-1 channel program at `channelProgram`
    * (the ORB's channel program address) and interruption parameter `intparm`.
-   * The program runs to its end before this returns; its status is then
-   * pending and {@link ChannelSubsystem.ioInterrupt} was called. Returns the
-   * condition code ({@link ConditionCode}).
+   * The program normally runs to its end before this returns, its status
+   * pending and {@link ChannelSubsystem.ioInterrupt} called. A VDEV_RESET (or
+   * status 0) of a device whose reset finishes in-flight I/O first completes
+   * only once the device has finished (spec 4.3.3.3.1): the program waits
+   * there, the subchannel is busy, and the status becomes pending (and the
+   * I/O interruption is raised) later. Returns the condition code
+   * ({@link ConditionCode}).
    */
   startSubchannel(channelProgram: number, intparm = 0): number {
     return this.subchannel.start(this.core.memory, channelProgram, intparm);
@@ -193,8 +234,12 @@ export class CcwTransport {
 
   private execute(command: number, data: ChannelData): number {
     if (command === CcwCommand.SET_VIRTIO_REV) return this.setVirtioRevision(data);
-    if (this.revisionValue === undefined) {
-      return this.reject(command, 'no revision is set: legacy drivers are refused by this non-transitional device (spec 4.3.2.1.3)');
+    let revision = this.revisionValue;
+    if (revision === undefined) {
+      // spec 4.3.2.1.3: a virtio command before SET_VIRTIO_REV comes from a legacy driver.
+      if (this.legacyRefusal !== undefined) return this.reject(command, `no revision is set, and legacy drivers are refused: ${this.legacyRefusal}`);
+      revision = VirtioCcwRevision.LEGACY;
+      this.selectRevision(revision, data);
     }
     switch (command) {
       case CcwCommand.READ_FEAT:
@@ -208,12 +253,12 @@ export class CcwTransport {
       case CcwCommand.WRITE_STATUS:
         return this.writeStatus(data);
       case CcwCommand.READ_STATUS:
-        if (this.revisionValue < VirtioCcwRevision.READ_STATUS) return this.reject(command, 'READ_STATUS needs revision 2 (spec 4.3.2.3)');
+        if (revision < VirtioCcwRevision.READ_STATUS) return this.reject(command, `READ_STATUS needs revision 2, not ${revision} (spec 4.3.2.3)`);
         return data.storeU8(0, this.core.status) ? BlockSize.STATUS : data.failure;
       case CcwCommand.READ_VQ_CONF:
         return this.readQueueConfig(data);
       case CcwCommand.SET_VQ:
-        return this.setQueue(data);
+        return revision === VirtioCcwRevision.LEGACY ? this.setLegacyQueue(data) : this.setQueue(data);
       case CcwCommand.SET_IND:
         return this.setClassicIndicators(data);
       case CcwCommand.SET_CONF_IND:
@@ -221,8 +266,8 @@ export class CcwTransport {
       case CcwCommand.SET_IND_ADAPTER:
         return this.setAdapterIndicators(data);
       case CcwCommand.VDEV_RESET:
-        // spec 4.3.3.3: the reset is complete when the command completes.
-        this.resetDevice();
+        // spec 4.3.3.3.1: the command completes once the reset has finished.
+        this.resetDevice(data);
         return 0;
       default:
         return this.reject(command, 'not a virtio-ccw command');
@@ -235,13 +280,31 @@ export class CcwTransport {
     const revision = data.be16(0);
     const length = data.be16(2);
     const command = CcwCommand.SET_VIRTIO_REV;
-    if (this.revisionValue !== undefined) return this.reject(command, `revision ${this.revisionValue} is already set (spec 4.3.2.1.1)`);
-    if (revision < VirtioCcwRevision.VIRTIO_1 || revision > this.maxRevision) {
-      return this.reject(command, `revision ${revision} is not supported (1..${this.maxRevision}; the device is not transitional)`);
+    if (this.revisionValue !== undefined) return this.reject(command, `revision ${this.revisionValue} is already set (spec 4.3.2.1.1, 4.3.2.1.3)`);
+    if (revision > this.maxRevision) return this.reject(command, `revision ${revision} is not supported (at most ${this.maxRevision})`);
+    if (revision === VirtioCcwRevision.LEGACY && this.legacyRefusal !== undefined) {
+      return this.reject(command, `revision 0 is refused: ${this.legacyRefusal}`);
     }
     if (length !== 0) return this.reject(command, `revision ${revision} carries no data, but length is ${length}`);
-    this.revisionValue = revision;
+    this.selectRevision(revision, data);
     return BlockSize.REV_INFO;
+  }
+
+  /**
+   * The driver's revision decides which interface the status machine speaks:
+   * legacy (32 feature bits, no FEATURES_OK, big-endian rings) for revision 0.
+   * A device last driven through the other interface is reset first, even at
+   * status 0: feature bits and queues that interface took (feature bits above
+   * 31, a legacy queue) mean nothing in this one. The command then completes
+   * once the reset has.
+   */
+  private selectRevision(revision: number, data: ChannelData): void {
+    const legacy = revision === VirtioCcwRevision.LEGACY;
+    if (this.core.legacy !== legacy) {
+      this.resetDevice(data);
+      this.core.legacy = legacy;
+    }
+    this.revisionValue = revision;
   }
 
   /** spec 4.3.2.4: struct virtio_feature_desc; the device's feature bits beyond 127 are zero. */
@@ -256,7 +319,8 @@ export class CcwTransport {
     const features = data.le32(0);
     const index = data.u8(4);
     const command = CcwCommand.WRITE_FEAT;
-    if (index > 3) {
+    // A legacy driver has 32 feature bits (spec 2.2.3); the device offers at most 128.
+    if (index >= (this.core.legacy ? 1 : 4)) {
       return features === 0 ? BlockSize.FEATURE_DESC : this.reject(command, `feature bits ${32 * index}.. were never offered`);
     }
     const refused = this.core.violations.features;
@@ -315,7 +379,7 @@ export class CcwTransport {
     if (!data.require(BlockSize.STATUS)) return data.failure;
     const status = data.u8(0);
     if (status === 0) {
-      this.resetDevice();
+      this.resetDevice(data);
       return BlockSize.STATUS;
     }
     const command = CcwCommand.WRITE_STATUS;
@@ -339,13 +403,7 @@ export class CcwTransport {
     return data.storeBe16(2, max) ? BlockSize.VQ_CONFIG : data.failure;
   }
 
-  /**
-   * spec 4.3.2.2: struct vq_info_block (revision 1 and later). A descriptor
-   * address of 0 releases the queue, as Linux does when it deletes its queues
-   * (after a reset, too). A queue is set up only after FEATURES_OK, when its
-   * layout is known, and its configuration is checked before it is taken, so
-   * a bad one is rejected and leaves the device as it was.
-   */
+  /** spec 4.3.2.2: struct vq_info_block (revision 1 and later). A descriptor address of 0 releases the queue. */
   private setQueue(data: ChannelData): number {
     if (!data.require(BlockSize.VQ_INFO)) return data.failure;
     const descAddr = data.be64(0);
@@ -353,31 +411,58 @@ export class CcwTransport {
     const size = data.be16(14);
     const driverAddr = data.be64(16);
     const deviceAddr = data.be64(24);
+    return this.configureQueue(index, descAddr === 0 ? undefined : { size, descAddr, driverAddr, deviceAddr }, BlockSize.VQ_INFO);
+  }
+
+  /**
+   * spec 4.3.2.2 (legacy note): struct vq_info_block_legacy, for revision 0.
+   * The queue is one block at `queue`, laid out as spec 2.7.2 says with the
+   * driver's alignment (Linux uses 4096). An address of 0 releases the queue.
+   */
+  private setLegacyQueue(data: ChannelData): number {
+    if (!data.require(BlockSize.VQ_INFO_LEGACY)) return data.failure;
+    const queue = data.be64(0);
+    const align = data.be32(8);
+    const index = data.be16(12);
+    const size = data.be16(14);
+    if (queue !== 0 && !(align >= 4 && Number.isInteger(Math.log2(align)))) {
+      return this.reject(CcwCommand.SET_VQ, `queue ${index}: alignment ${align} is not a power of two of at least 4 (the used ring's alignment, spec 2.7)`);
+    }
+    return this.configureQueue(index, queue === 0 ? undefined : legacySplitRingLayout(queue, size, align), BlockSize.VQ_INFO_LEGACY);
+  }
+
+  /**
+   * Sets queue `index` up at `config`, or releases it (`config` undefined, as
+   * Linux does when it deletes its queues, after a reset too). A modern queue
+   * is set up only after FEATURES_OK, when its layout is known. The
+   * configuration is checked before it is taken, so a bad one is rejected and
+   * leaves the device as it was. Returns `transferred` on success.
+   */
+  private configureQueue(index: number, config: QueueConfig | undefined, transferred: number): number {
     const command = CcwCommand.SET_VQ;
     const slot = this.core.queueSlot(index);
     if (slot === undefined || slot.maxSize === 0) return this.reject(command, `queue ${index} does not exist`);
-    if (descAddr === 0) return this.releaseQueue(index, slot);
-    if ((this.core.status & DeviceStatus.FEATURES_OK) === 0) {
+    if (config === undefined) return this.releaseQueue(index, slot, transferred);
+    if (!this.core.legacy && (this.core.status & DeviceStatus.FEATURES_OK) === 0) {
       return this.reject(command, `queue ${index}: the ring layout depends on the features, so queues are set up after FEATURES_OK (spec 3.1.1)`);
     }
     if (slot.enabled) return this.reject(command, `queue ${index} is already set up; release it first`);
-    const config = { size, descAddr, driverAddr, deviceAddr };
     const problem =
-      size > slot.maxSize
-        ? `size ${size} is above the maximum ${slot.maxSize}`
+      config.size > slot.maxSize
+        ? `size ${config.size} is above the maximum ${slot.maxSize}`
         : queueConfigProblem(this.core.memory, config, hasFeature(this.core.driverFeatures, VIRTIO_F_RING_PACKED));
     if (problem !== undefined) return this.reject(command, `queue ${index}: ${problem}`);
     this.core.setQueueConfig(index, config);
     if (!this.core.enableQueue(index)) return this.reject(command, `queue ${index} could not be enabled`);
-    return BlockSize.VQ_INFO;
+    return transferred;
   }
 
-  private releaseQueue(index: number, slot: Readonly<QueueSlot>): number {
+  private releaseQueue(index: number, slot: Readonly<QueueSlot>, transferred: number): number {
     if (slot.queue !== undefined) {
       return this.reject(CcwCommand.SET_VQ, `queue ${index} is running; virtio-ccw has no queue reset (spec 4.3.4)`);
     }
     if (slot.enabled) this.core.disableQueue(index);
-    return BlockSize.VQ_INFO;
+    return transferred;
   }
 
   /** spec 4.3.2.6.1; an address of 0 deregisters the indicators. */
@@ -449,13 +534,21 @@ export class CcwTransport {
     this.subchannel.requestInterrupt();
   }
 
-  /** The virtio reset (VDEV_RESET, or status 0): the device and the indicators are forgotten; the revision stays. */
-  private resetDevice(): void {
+  /**
+   * The virtio reset (VDEV_RESET, or status 0): the device and the indicators
+   * are forgotten; the revision stays. When the device is still finishing
+   * in-flight I/O, the command in `data` completes only once it has (spec
+   * 4.3.3.3.1: "MUST finish the virtio reset operation and reinitialize device
+   * status to zero before signalling completion").
+   */
+  private resetDevice(data?: ChannelData): void {
     this.core.reset();
     this.mode = 'none';
     this.classicIndicators = undefined;
     this.adapterIndicators = undefined;
     this.configIndicators = undefined;
+    const pending = this.core.resetPending;
+    if (pending !== undefined) data?.completeWhen(pending);
   }
 
   private reject(command: number, reason: string): number {

@@ -16,42 +16,31 @@ import {
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { CcwCommand, CcwFlag, SenseByte0, SubchannelStatus, UnitStatus, diagnose500, type InterruptionResponse } from '../src/index.js';
-import { DATA, RAM, SUBCHANNEL_ID, run, transportRig, writeBlock, type TransportRig } from './harness.js';
+import { CcwCommand, CcwFlag, ConditionCode, SubchannelStatus, diagnose500 } from '../src/index.js';
+import {
+  DATA,
+  END,
+  HeldResetDevice,
+  PROGRAM,
+  RAM,
+  SUBCHANNEL_ID,
+  command,
+  readFeatures,
+  rejected,
+  run,
+  setQueue,
+  setRevision,
+  settle,
+  transportRig,
+  writeBlock,
+  writeFeatures,
+  writeProgram,
+  writeStatus,
+  type TransportRig,
+} from './harness.js';
 
-const END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET } = DeviceStatus;
 
-function rejected(status: InterruptionResponse): boolean {
-  return (status.deviceStatus & UnitStatus.UNIT_CHECK) !== 0 && status.sense?.[0] === SenseByte0.COMMAND_REJECT;
-}
-
-/** One CCW with its big-endian payload at DATA. */
-function command(rig: TransportRig, code: number, length: number, fill: (view: DataView) => void = () => undefined, flags = 0): InterruptionResponse {
-  writeBlock(rig.memory, length, fill);
-  return run(rig.transport, [{ command: code, count: length, flags }], rig.memory);
-}
-
-const setRevision = (rig: TransportRig, revision: number, length = 0) =>
-  command(rig, CcwCommand.SET_VIRTIO_REV, 4, (v) => {
-    v.setUint16(0, revision);
-    v.setUint16(2, length);
-  });
-const writeStatus = (rig: TransportRig, status: number) => command(rig, CcwCommand.WRITE_STATUS, 1, (v) => v.setUint8(0, status));
-const writeFeatures = (rig: TransportRig, index: number, features: number) =>
-  command(rig, CcwCommand.WRITE_FEAT, 5, (v) => {
-    v.setUint32(0, features, true);
-    v.setUint8(4, index);
-  });
-const setQueue = (rig: TransportRig, index: number, config: { size: number; descAddr: number; driverAddr: number; deviceAddr: number }) =>
-  command(rig, CcwCommand.SET_VQ, 32, (v) => {
-    v.setBigUint64(0, BigInt(config.descAddr));
-    v.setUint32(8, 0xdeadbeef /* res0: ignored (spec 4.3.2.2.1) */);
-    v.setUint16(12, index);
-    v.setUint16(14, config.size);
-    v.setBigUint64(16, BigInt(config.driverAddr));
-    v.setBigUint64(24, BigInt(config.deviceAddr));
-  });
 const setIndicators = (rig: TransportRig, code: number, address: number) => command(rig, code, 8, (v) => v.setBigUint64(0, BigInt(address)));
 const setAdapter = (rig: TransportRig, summary: number, area: number, bit: number, isc: number) =>
   command(
@@ -66,11 +55,6 @@ const setAdapter = (rig: TransportRig, summary: number, area: number, bit: numbe
     },
     CcwFlag.SLI,
   );
-
-function readFeatures(rig: TransportRig, index: number): number {
-  expect(command(rig, CcwCommand.READ_FEAT, 5, (v) => v.setUint8(4, index)).deviceStatus).toBe(END);
-  return rig.memory.getU32(DATA);
-}
 
 /** Revision 2, features negotiated (VERSION_1 plus `extra`), FEATURES_OK. */
 function negotiated(rig: TransportRig, extra = 0n): void {
@@ -491,5 +475,82 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     expect(rig.memory.getU64(0x6008)).toBe(0n);
     expect(rig.ioInterrupts).toEqual([]);
     expect(rig.transport.revision).toBe(2);
+  });
+
+  /** A running device whose reset waits for its in-flight I/O (HeldResetDevice), with queue 0 and indicators set up. */
+  function heldRig(): TransportRig & { device: HeldResetDevice } {
+    const device = new HeldResetDevice();
+    const rig = transportRig({ device });
+    negotiated(rig);
+    setQueue(rig, 0, ring());
+    setIndicators(rig, CcwCommand.SET_IND, 0x6000);
+    writeStatus(rig, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    rig.ioInterrupts.length = 0;
+    return { ...rig, device };
+  }
+
+  it('spec 4.3.3.3.1: completes only once the device has finished its reset and status reads 0; the subchannel is busy meanwhile', async () => {
+    const rig = heldRig();
+    writeProgram(rig.memory, [{ command: CcwCommand.VDEV_RESET, count: 0 }]);
+    expect(rig.transport.startSubchannel(PROGRAM, 0x77)).toBe(ConditionCode.STARTED);
+    expect(rig.device.resetsHeld).toBe(1);
+    expect(rig.transport.testSubchannel()).toBeUndefined();
+    expect(rig.ioInterrupts).toEqual([]);
+    expect(rig.transport.busy).toBe(true);
+    expect(rig.transport.core.status).not.toBe(0);
+    expect(rig.transport.startSubchannel(PROGRAM, 0x78)).toBe(ConditionCode.BUSY);
+    expect(rig.transport.setEnabled(false)).toBe(ConditionCode.BUSY);
+    expect(rig.transport.enabled).toBe(true);
+    await settle();
+    expect(rig.ioInterrupts).toEqual([]);
+    rig.device.finishReset();
+    await settle();
+    expect(rig.transport.core.status).toBe(0);
+    expect(rig.ioInterrupts).toEqual([0x77]);
+    expect(rig.transport.busy).toBe(false);
+    expect(rig.transport.testSubchannel()).toMatchObject({ intparm: 0x77, deviceStatus: END, subchannelStatus: 0, ccwAddress: PROGRAM + 8 });
+    rig2ReadsStatus(rig, 0);
+  });
+
+  it('a program chained after VDEV_RESET goes on once the reset has finished', async () => {
+    const rig = heldRig();
+    rig.memory.setU8(DATA, ACKNOWLEDGE);
+    writeProgram(rig.memory, [
+      { command: CcwCommand.VDEV_RESET, count: 0, flags: CcwFlag.CC },
+      { command: CcwCommand.WRITE_STATUS, count: 1 },
+    ]);
+    expect(rig.transport.startSubchannel(PROGRAM, 5)).toBe(ConditionCode.STARTED);
+    expect(rig.transport.core.status).toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    rig.device.finishReset();
+    await settle();
+    expect(rig.transport.testSubchannel()).toMatchObject({ intparm: 5, deviceStatus: END, subchannelStatus: 0, ccwAddress: PROGRAM + 16 });
+    expect(rig.transport.core.status).toBe(ACKNOWLEDGE);
+  });
+
+  it('WRITE_STATUS 0 waits for the reset as VDEV_RESET does', async () => {
+    const rig = heldRig();
+    rig.memory.setU8(DATA, 0);
+    writeProgram(rig.memory, [{ command: CcwCommand.WRITE_STATUS, count: 1 }]);
+    expect(rig.transport.startSubchannel(PROGRAM, 9)).toBe(ConditionCode.STARTED);
+    expect(rig.transport.testSubchannel()).toBeUndefined();
+    rig.device.finishReset();
+    await settle();
+    expect(rig.transport.testSubchannel()).toMatchObject({ intparm: 9, deviceStatus: END });
+    rig2ReadsStatus(rig, 0);
+  });
+
+  it('a subchannel reset drops a program waiting for VDEV_RESET: no status and no interruption come of it', async () => {
+    const rig = heldRig();
+    writeProgram(rig.memory, [{ command: CcwCommand.VDEV_RESET, count: 0 }]);
+    expect(rig.transport.startSubchannel(PROGRAM, 3)).toBe(ConditionCode.STARTED);
+    rig.transport.reset();
+    expect(rig.transport.busy).toBe(false);
+    rig.device.finishReset();
+    await settle();
+    expect(rig.ioInterrupts).toEqual([]);
+    expect(rig.transport.statusPending).toBe(false);
+    expect(rig.transport.core.status).toBe(0);
+    rig.transport.setEnabled(true);
+    expect(setRevision(rig, 2).deviceStatus).toBe(END);
   });
 });

@@ -6,7 +6,7 @@
 import { LoopbackDevice, type VirtioDriver } from '@virtio-ts/driver';
 import { CheckSkipped, conformanceChecks, describeVirtioConformance, runCheck, type ConformanceOptions } from '@virtio-ts/driver/conformance';
 import { describe, expect, it } from 'vitest';
-import { ccwTransportFactory } from './harness.js';
+import { ccwTransportFactory } from '../src/testing.js';
 
 const encoder = new TextEncoder();
 

@@ -16,7 +16,7 @@ import {
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { driverRig, RAM, type DriverRig, type RigOptions } from './harness.js';
+import { HeldResetDevice, driverRig, RAM, settle, type DriverRig, type RigOptions } from './harness.js';
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
 const ALL_FEATURES = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA);
@@ -163,6 +163,28 @@ describe('virtio-ccw end to end with the guest driver', () => {
     expect(guest.driver.getStatus()).toBe(0);
     expect(guest.driver.indicatorMode).toBeUndefined();
     expect(guest.transport.core.queueSlot(0)?.enabled).toBe(false);
+  });
+
+  it('spec 4.3.3.3.1: the driver waits for a VDEV_RESET that completes only once the device has finished', async () => {
+    const device = new HeldResetDevice({ features: ALL_FEATURES });
+    const guest = initialise({ device });
+    echo(guest, 2);
+    const resetting = guest.driver.reset();
+    expect(resetting, 'the driver is left waiting').toBeInstanceOf(Promise);
+    let done = false;
+    void (resetting as Promise<void>).then(() => (done = true));
+    await settle();
+    expect(done, 'the reset completed before the device finished it').toBe(false);
+    expect(guest.transport.busy).toBe(true);
+    expect(guest.driver.getStatus(), 'the status before the reset, until it completes').toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    expect(() => guest.driver.queueMaxSize(0), 'the subchannel is busy meanwhile').toThrow(/condition code 2/);
+    device.finishReset();
+    await resetting;
+    expect(guest.transport.busy).toBe(false);
+    expect(guest.transport.core.status).toBe(0);
+    expect(guest.driver.getStatus()).toBe(0);
+    expect(guest.driver.indicatorMode).toBeUndefined();
+    expect(guest.driver.reset()).toBeUndefined();
   });
 
   it('the driver refuses a device whose revisions it does not speak', () => {

@@ -4,10 +4,11 @@
  * channel subsystem wiring its interruptions to a CcwDriverTransport, and a
  * raw channel-program writer for the tests that build programs by hand.
  */
-import { CcwDriverTransport, LoopbackDevice, type LoopbackDeviceOptions, type TransportFactory } from '@virtio-ts/driver';
-import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { CcwDriverTransport, LoopbackDevice, type LoopbackDeviceOptions } from '@virtio-ts/driver';
+import { GuestMemory, type ConfigField, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
-import { CcwTransport, ConditionCode, diagnose500, type InterruptionResponse } from '../src/index.js';
+import { expect } from 'vitest';
+import { CcwCommand, CcwTransport, ConditionCode, SenseByte0, UnitStatus, diagnose500, type InterruptionResponse } from '../src/index.js';
 
 /** Guest-physical layout: [0, 64 KiB) channel I/O, a hole, then RAM for rings and buffers. */
 export const LOW = { start: 0, end: 0x10000 };
@@ -17,6 +18,8 @@ export const PROGRAM = 0x8000;
 export const DATA = 0x9000;
 /** A subchannel ID word: subchannel set 0, subchannel 0x0042. */
 export const SUBCHANNEL_ID = 0x00010042;
+/** The device status of a normal end: channel end and device end. */
+export const END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
 
 /** Builds the guest memory layout. */
 export function guestMemory(): GuestMemory {
@@ -26,19 +29,65 @@ export function guestMemory(): GuestMemory {
   ]);
 }
 
-/** Options for {@link ccwRig}. */
+/**
+ * The loopback device as a transitional device: it declares its configuration
+ * fields, two le32 (`served`, `scratch`), so that a big-endian legacy driver
+ * sees them big-endian. Its requests are plain bytes, echoed back, so their
+ * byte order does not matter.
+ */
+export class LegacyLoopbackDevice extends LoopbackDevice {
+  readonly legacyConfigFields: readonly ConfigField[] = [
+    { offset: 0, size: 4 },
+    { offset: 4, size: 4 },
+  ];
+}
+
+/**
+ * A loopback device still finishing in-flight I/O when it is reset: reset()
+ * returns a promise that settles at {@link finishReset}, and until then the
+ * device status stays non-zero (spec 2.4).
+ */
+export class HeldResetDevice extends LoopbackDevice {
+  private finishing: (() => void)[] = [];
+
+  /** Resets still waiting for {@link finishReset}. */
+  get resetsHeld(): number {
+    return this.finishing.length;
+  }
+
+  override reset(): Promise<void> {
+    super.reset();
+    return new Promise((resolve) => this.finishing.push(resolve));
+  }
+
+  /** The in-flight I/O is done: every held reset completes. */
+  finishReset(): void {
+    for (const resolve of this.finishing.splice(0)) resolve();
+  }
+}
+
+/** Lets every promise reaction that is already due run (a reset completing, the channel program resuming). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Options for {@link transportRig} and {@link driverRig}. */
 export interface RigOptions {
   /** The device; defaults to a LoopbackDevice. */
   readonly device?: VirtioDevice;
   readonly loopback?: LoopbackDeviceOptions;
   /** The transport's highest revision. */
   readonly maxRevision?: number;
+  /** Whether the transport is transitional (defaults to whether the device declares legacyConfigFields). */
+  readonly transitional?: boolean;
   /** The channel subsystem offers adapter interruptions (default true). */
   readonly adapterInterrupts?: boolean;
   /** The driver's highest revision to try. */
   readonly driverRevision?: number;
   /** The driver tries adapter indicators first (default true). */
   readonly driverAdapter?: boolean;
+  /** The driver is transitional: it goes down to revision 0 (default false). */
+  readonly driverLegacy?: boolean;
 }
 
 /** A transport and the interruptions it raised. */
@@ -66,6 +115,7 @@ export function transportRig(options: RigOptions = {}, onIo?: () => void, onAdap
     memory,
     subchannelId: SUBCHANNEL_ID,
     ...(options.maxRevision === undefined ? {} : { maxRevision: options.maxRevision }),
+    ...(options.transitional === undefined ? {} : { transitional: options.transitional }),
     log: (message) => log.push(message),
     channelSubsystem: {
       ioInterrupt: (intparm) => {
@@ -106,44 +156,10 @@ export function driverRig(options: RigOptions = {}): DriverRig {
     hypercall: (registers) => diagnose500(registers, (sid) => (sid === SUBCHANNEL_ID ? rig.transport : undefined)),
     ...(options.driverRevision === undefined ? {} : { revision: options.driverRevision }),
     ...(options.driverAdapter === undefined ? {} : { adapterInterrupts: options.driverAdapter }),
+    ...(options.driverLegacy === undefined ? {} : { legacy: options.driverLegacy }),
   });
   link.driver = driver;
   return { ...rig, driver };
-}
-
-/**
- * CCW for suites that take a TransportFactory (the conformance suite): a
- * subchannel with adapter interruptions, and the guest driver wired to it. The
- * driver's channel programs and indicators (about 300 bytes) go in the first
- * page of the memory's largest region, which VirtioDriver's default window
- * leaves to the platform.
- */
-export function ccwTransportFactory(options: { readonly maxRevision?: number; readonly adapterInterrupts?: boolean } = {}): TransportFactory {
-  const revision = options.maxRevision ?? 2;
-  return {
-    name: `ccw (revision ${revision}, ${options.adapterInterrupts === false ? 'classic' : 'adapter'} indicators)`,
-    create: (memory, device) => {
-      const largest = memory.regions.reduce((a, b) => (b.size > a.size ? b : a));
-      const link: { driver?: CcwDriverTransport } = {};
-      const transport = new CcwTransport({
-        device,
-        memory,
-        subchannelId: SUBCHANNEL_ID,
-        maxRevision: revision,
-        channelSubsystem: {
-          ioInterrupt: () => link.driver?.ioInterrupt(),
-          ...(options.adapterInterrupts === false ? {} : { adapterInterrupt: (isc: number) => link.driver?.adapterInterrupt(isc) }),
-        },
-      });
-      transport.setEnabled(true);
-      link.driver = new CcwDriverTransport(memory, transport, {
-        allocator: new GuestAllocator(largest.guestAddress + 0x100, largest.guestAddress + 0x1000, { seed: 7, maxGap: 32 }),
-        subchannelId: SUBCHANNEL_ID,
-        hypercall: (registers) => diagnose500(registers, (sid) => (sid === SUBCHANNEL_ID ? transport : undefined)),
-      });
-      return link.driver;
-    },
-  };
 }
 
 /** A format-1 CCW. */
@@ -183,4 +199,46 @@ export function writeBlock(memory: GuestMemory, length: number, fill: (view: Dat
   const bytes = new Uint8Array(length);
   fill(new DataView(bytes.buffer));
   memory.write(at, bytes);
+}
+
+/** The status is a unit check with command reject: the device refused the command. */
+export function rejected(status: InterruptionResponse): boolean {
+  return (status.deviceStatus & UnitStatus.UNIT_CHECK) !== 0 && status.sense?.[0] === SenseByte0.COMMAND_REJECT;
+}
+
+/** Runs one CCW with its big-endian payload, built by `fill`, at DATA. */
+export function command(rig: TransportRig, code: number, length: number, fill: (view: DataView) => void = () => undefined, flags = 0): InterruptionResponse {
+  writeBlock(rig.memory, length, fill);
+  return run(rig.transport, [{ command: code, count: length, flags }], rig.memory);
+}
+
+/** SET_VIRTIO_REV. */
+export const setRevision = (rig: TransportRig, revision: number, length = 0) =>
+  command(rig, CcwCommand.SET_VIRTIO_REV, 4, (v) => {
+    v.setUint16(0, revision);
+    v.setUint16(2, length);
+  });
+/** WRITE_STATUS. */
+export const writeStatus = (rig: TransportRig, status: number) => command(rig, CcwCommand.WRITE_STATUS, 1, (v) => v.setUint8(0, status));
+/** WRITE_FEAT of feature word `index`. */
+export const writeFeatures = (rig: TransportRig, index: number, features: number) =>
+  command(rig, CcwCommand.WRITE_FEAT, 5, (v) => {
+    v.setUint32(0, features, true);
+    v.setUint8(4, index);
+  });
+/** SET_VQ with struct vq_info_block (revision 1 and later). */
+export const setQueue = (rig: TransportRig, index: number, config: { size: number; descAddr: number; driverAddr: number; deviceAddr: number }) =>
+  command(rig, CcwCommand.SET_VQ, 32, (v) => {
+    v.setBigUint64(0, BigInt(config.descAddr));
+    v.setUint32(8, 0xdeadbeef /* res0: ignored (spec 4.3.2.2.1) */);
+    v.setUint16(12, index);
+    v.setUint16(14, config.size);
+    v.setBigUint64(16, BigInt(config.driverAddr));
+    v.setBigUint64(24, BigInt(config.deviceAddr));
+  });
+
+/** READ_FEAT of feature word `index`; the command must succeed. */
+export function readFeatures(rig: TransportRig, index: number): number {
+  expect(command(rig, CcwCommand.READ_FEAT, 5, (v) => v.setUint8(4, index)).deviceStatus).toBe(END);
+  return rig.memory.getU32(DATA);
 }

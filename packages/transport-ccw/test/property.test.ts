@@ -2,9 +2,11 @@
  * Property: whatever channel programs, notifications, subchannel operations
  * and device events a guest produces, the transport never throws and never
  * leaves the device in a state the spec forbids: a status outside the
- * initialisation sequence (spec 3.1.1), features beyond those offered after
- * FEATURES_OK (spec 2.2.1), an enabled queue the device could not run, an
- * unsupported revision, or a channel status a driver could not decode.
+ * initialisation sequence (spec 3.1.1, legacy 3.1.2), features beyond those
+ * offered after FEATURES_OK (spec 2.2.1), an enabled queue the device could
+ * not run, an unsupported revision, a channel status a driver could not
+ * decode, or a channel program that never completes. The device is modern,
+ * transitional (revision 0 too), or one whose reset waits for in-flight I/O.
  */
 import { LoopbackDevice } from '@virtio-ts/driver';
 import {
@@ -29,7 +31,7 @@ import {
   diagnose500,
   type InterruptionResponse,
 } from '../src/index.js';
-import { DATA, PROGRAM, RAM, SUBCHANNEL_ID, transportRig, writeProgram, type TransportRig } from './harness.js';
+import { DATA, HeldResetDevice, LegacyLoopbackDevice, PROGRAM, RAM, SUBCHANNEL_ID, settle, transportRig, writeProgram, type TransportRig } from './harness.js';
 
 const END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
 const STATUS_BITS = Object.values(DeviceStatus).reduce((a, b) => a | b, 0);
@@ -57,6 +59,13 @@ const payload = fc.oneof(
     size: fc.constantFrom(0, 1, 64, 100, 256, 257),
     garble: fc.option(fc.tuple(fc.integer({ min: 0, max: 2 }), address)),
     seed: fc.integer({ min: 1, max: 1000 }),
+  }),
+  fc.record({
+    kind: fc.constant('legacyQueue' as const),
+    index: fc.constantFrom(0, 0, 1, 0xffff),
+    size: fc.constantFrom(0, 1, 64, 100, 256, 257),
+    align: fc.oneof(fc.constantFrom(4096, 4096, 64, 4, 0, 3, 0x80000000), fc.integer({ min: 0, max: 0xffffffff })),
+    queue: fc.oneof(fc.constantFrom(RAM.start, RAM.start + 0x1000, 0), address),
   }),
   fc.record({ kind: fc.constant('indicator' as const), address: fc.oneof(fc.constantFrom(0, 0x6000, 0x6008), address) }),
   fc.record({
@@ -86,6 +95,7 @@ const MATCHING: Record<Payload['kind'], readonly (readonly [number, number])[]> 
   status: [[CcwCommand.WRITE_STATUS, 1], [CcwCommand.READ_STATUS, 1]],
   features: [[CcwCommand.WRITE_FEAT, 5], [CcwCommand.READ_FEAT, 5]],
   queue: [[CcwCommand.SET_VQ, 32], [CcwCommand.READ_VQ_CONF, 4]],
+  legacyQueue: [[CcwCommand.SET_VQ, 16]],
   indicator: [[CcwCommand.SET_IND, 8], [CcwCommand.SET_CONF_IND, 8]],
   adapter: [[CcwCommand.SET_IND_ADAPTER, 25]],
   bytes: [[CcwCommand.READ_CONF, 8], [CcwCommand.WRITE_CONF, 8], [CcwCommand.VDEV_RESET, 0], [CcwCommand.SENSE_ID, 256], [CcwCommand.BASIC_SENSE, 32]],
@@ -108,6 +118,7 @@ const op = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'configChanged' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('scratch' as const), value: fc.integer({ min: 0, max: 0xffffffff }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reset' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'finishReset' as const }) },
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
@@ -139,6 +150,12 @@ function writePayload(rig: TransportRig, p: Payload): void {
       v.setBigUint64(24, BigInt(addresses[2] ?? 0));
       break;
     }
+    case 'legacyQueue':
+      v.setBigUint64(0, BigInt(p.queue));
+      v.setUint32(8, p.align);
+      v.setUint16(12, p.index);
+      v.setUint16(14, p.size);
+      break;
     case 'indicator':
       v.setBigUint64(0, BigInt(p.address));
       break;
@@ -175,19 +192,26 @@ function responseProblems(status: InterruptionResponse | undefined, intparm: num
 
 /** What is wrong with the device's state, as the spec sees it. */
 function deviceProblems(rig: TransportRig): string[] {
-  const { core } = rig.transport;
+  const { core, revision } = rig.transport;
   const status = core.status;
   const has = (bit: number) => (status & bit) !== 0;
   const problems: string[] = [];
   if ((status & ~STATUS_BITS) !== 0) problems.push(`status 0x${status.toString(16)} has undefined bits`);
   if (has(DeviceStatus.DRIVER) && !has(DeviceStatus.ACKNOWLEDGE)) problems.push('DRIVER without ACKNOWLEDGE');
   if (has(DeviceStatus.FEATURES_OK)) {
+    if (core.legacy) problems.push('FEATURES_OK from a legacy driver');
     if (!has(DeviceStatus.DRIVER)) problems.push('FEATURES_OK without DRIVER');
-    if ((core.driverFeatures & ~core.offeredFeatures) !== 0n) problems.push('FEATURES_OK with features never offered');
-    if (!hasFeature(core.driverFeatures, VIRTIO_F_VERSION_1)) problems.push('FEATURES_OK without VERSION_1');
+    // While a reset finishes, status keeps its old value but the features are already gone (spec 2.4).
+    if (core.resetPending === undefined) {
+      if ((core.driverFeatures & ~core.offeredFeatures) !== 0n) problems.push('FEATURES_OK with features never offered');
+      if (!hasFeature(core.driverFeatures, VIRTIO_F_VERSION_1)) problems.push('FEATURES_OK without VERSION_1');
+    }
   }
-  if (has(DeviceStatus.DRIVER_OK) && !has(DeviceStatus.FEATURES_OK)) problems.push('DRIVER_OK without FEATURES_OK');
-  if (![undefined, 1, 2].includes(rig.transport.revision)) problems.push(`revision ${rig.transport.revision}`);
+  if (has(DeviceStatus.DRIVER_OK) && !has(core.legacy ? DeviceStatus.DRIVER : DeviceStatus.FEATURES_OK)) problems.push('DRIVER_OK out of sequence');
+  if (core.legacy && core.driverFeatures >> 32n !== 0n) problems.push('a legacy driver with feature bits above 31');
+  const revisions = rig.device.legacyConfigFields === undefined ? [undefined, 1, 2] : [undefined, 0, 1, 2];
+  if (!revisions.includes(revision)) problems.push(`revision ${revision}`);
+  if (revision !== undefined && core.legacy !== (revision === 0)) problems.push(`revision ${revision} with legacy ${core.legacy}`);
   for (let index = 0; index < core.queueCount; index++) {
     const slot = core.queueSlot(index);
     if (slot?.enabled !== true) continue;
@@ -199,23 +223,27 @@ function deviceProblems(rig: TransportRig): string[] {
 }
 
 /** Applies `o`; returns what went wrong with the answers the guest got. */
-function apply(rig: TransportRig, device: LoopbackDevice, o: Op): string[] {
+async function apply(rig: TransportRig, device: LoopbackDevice, o: Op): Promise<string[]> {
   switch (o.kind) {
     case 'program': {
       writePayload(rig, o.payload);
       writeProgram(rig.memory, o.ccws, PROGRAM);
       const intparm = o.ccws.length;
       const cc = rig.transport.startSubchannel(o.at, intparm);
-      if (cc === ConditionCode.STARTED) return responseProblems(rig.transport.testSubchannel(), intparm);
+      // A program waiting for a device reset to finish has no status yet (spec 4.3.3.3.1).
+      if (cc === ConditionCode.STARTED) return rig.transport.busy ? [] : responseProblems(rig.transport.testSubchannel(), intparm);
       if (cc === ConditionCode.STATUS_PENDING) return rig.transport.statusPending ? [] : ['condition code 1 without status pending'];
+      if (cc === ConditionCode.BUSY) return rig.transport.busy ? [] : ['condition code 2 while no program runs'];
       return cc === ConditionCode.NOT_OPERATIONAL && !rig.transport.enabled ? [] : [`condition code ${cc}`];
     }
     case 'tsch':
       rig.transport.testSubchannel();
       return rig.transport.statusPending ? ['status pending after TEST SUBCHANNEL'] : [];
-    case 'enable':
-      rig.transport.setEnabled(o.enabled);
-      return [];
+    case 'enable': {
+      const busy = rig.transport.busy;
+      const cc = rig.transport.setEnabled(o.enabled);
+      return cc === (busy ? ConditionCode.BUSY : ConditionCode.STARTED) ? [] : [`MODIFY SUBCHANNEL condition code ${cc}, busy ${busy}`];
+    }
     case 'notify': {
       const result = o.viaDiagnose
         ? diagnose500(
@@ -238,55 +266,89 @@ function apply(rig: TransportRig, device: LoopbackDevice, o: Op): string[] {
       rig.transport.reset();
       rig.transport.setEnabled(true);
       return [];
+    case 'finishReset':
+      if (device instanceof HeldResetDevice) device.finishReset();
+      await settle();
+      return [];
   }
 }
 
-/** Runs `ops`, failing at the first answer or state the spec forbids. */
-function check(rig: TransportRig, device: LoopbackDevice, ops: readonly Op[]): void {
+/** Runs `ops`, failing at the first answer or state the spec forbids; at the end every program has completed. */
+async function check(rig: TransportRig, device: LoopbackDevice, ops: readonly Op[]): Promise<void> {
   for (const [step, o] of ops.entries()) {
-    const problems = [...apply(rig, device, o), ...deviceProblems(rig)];
+    const problems = [...(await apply(rig, device, o)), ...deviceProblems(rig)];
     if (problems.length > 0) expect({ step, op: o.kind, problems }).toEqual({ step, op: o.kind, problems: [] });
   }
+  await apply(rig, device, { kind: 'finishReset' });
+  expect(rig.transport.busy).toBe(false);
+}
+
+/** A modern device, a transitional one, or one whose reset waits for in-flight I/O. */
+const deviceKind = fc.constantFrom('modern', 'transitional', 'held');
+
+function makeDevice(kind: 'modern' | 'transitional' | 'held'): LoopbackDevice {
+  const options = { features: FEATURES, queueSize: 256 };
+  if (kind === 'transitional') return new LegacyLoopbackDevice(options);
+  return kind === 'held' ? new HeldResetDevice(options) : new LoopbackDevice(options);
 }
 
 describe('property: random channel programs and events (spec 4.3)', () => {
-  it('never throw and never leave the device in a state the spec forbids', () => {
-    fc.assert(
-      fc.property(fc.array(op, { minLength: 1, maxLength: 60, size: 'max' }), fc.boolean(), (ops, adapter) => {
-        const device = new LoopbackDevice({ features: FEATURES, queueSize: 256 });
-        check(transportRig({ device, adapterInterrupts: adapter }), device, ops);
+  it('never throw and never leave the device in a state the spec forbids', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 60, size: 'max' }), fc.boolean(), deviceKind, async (ops, adapter, kind) => {
+        const device = makeDevice(kind);
+        await check(transportRig({ device, adapterInterrupts: adapter }), device, ops);
       }),
       { numRuns: 400 },
     );
   }, 60_000);
 
-  it('a well-formed initialisation followed by random programs keeps the running device consistent', () => {
-    const wellFormed: Op[] = [
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_VIRTIO_REV, flags: 0, count: 4, cda: DATA }], payload: { kind: 'revision', revision: 2, length: 0 } },
-      ...[1, 3].map((status): Op => ({ kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status } })),
-      ...[0, 1].map(
-        (index): Op => ({
-          kind: 'program',
-          at: PROGRAM,
-          ccws: [{ command: CcwCommand.WRITE_FEAT, flags: 0, count: 5, cda: DATA }],
-          payload: { kind: 'features', index, value: Number((featureBit(VIRTIO_F_VERSION_1) >> BigInt(32 * index)) & 0xffffffffn) },
+  /** One CCW with its payload, as a well-behaved driver sends it. */
+  const step = (command: number, count: number, payload: Payload): Op => ({ kind: 'program', at: PROGRAM, ccws: [{ command, flags: 0, count, cda: DATA }], payload });
+  const status = (value: number): Op => step(CcwCommand.WRITE_STATUS, 1, { kind: 'status', status: value });
+  const indicators: Op[] = [
+    step(CcwCommand.SET_IND, 8, { kind: 'indicator', address: 0x6000 }),
+    step(CcwCommand.SET_CONF_IND, 8, { kind: 'indicator', address: 0x6008 }),
+  ];
+  /** Revision 2: features with VERSION_1, FEATURES_OK, a split queue, DRIVER_OK. */
+  const modern: Op[] = [
+    step(CcwCommand.SET_VIRTIO_REV, 4, { kind: 'revision', revision: 2, length: 0 }),
+    status(1),
+    status(3),
+    ...[0, 1].map((index) =>
+      step(CcwCommand.WRITE_FEAT, 5, { kind: 'features', index, value: Number((featureBit(VIRTIO_F_VERSION_1) >> BigInt(32 * index)) & 0xffffffffn) }),
+    ),
+    status(11),
+    step(CcwCommand.SET_VQ, 32, { kind: 'queue', index: 0, packed: false, size: 256, garble: null, seed: 9 }),
+    ...indicators,
+    status(15),
+  ];
+  /** Revision 0 (spec 4.3.2.1, legacy notes): no features, no FEATURES_OK, a legacy queue, DRIVER_OK. */
+  const legacy: Op[] = [
+    step(CcwCommand.SET_VIRTIO_REV, 4, { kind: 'revision', revision: 0, length: 0 }),
+    status(1),
+    status(3),
+    step(CcwCommand.WRITE_FEAT, 5, { kind: 'features', index: 0, value: 0 }),
+    step(CcwCommand.SET_VQ, 16, { kind: 'legacyQueue', index: 0, size: 256, align: 4096, queue: RAM.start + 0x1000 }),
+    ...indicators,
+    status(7),
+  ];
+
+  for (const [name, wellFormed, kinds] of [
+    ['revision 2', modern, ['modern', 'transitional', 'held']],
+    ['revision 0 (legacy, big-endian rings)', legacy, ['transitional']],
+  ] as const) {
+    it(`a well-formed ${name} initialisation followed by random programs keeps the running device consistent`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30, size: 'max' }), fc.constantFrom(...kinds), async (ops, kind) => {
+          const device = makeDevice(kind);
+          const rig = transportRig({ device });
+          await check(rig, device, wellFormed);
+          expect(rig.transport.core.driverOk).toBe(true);
+          await check(rig, device, ops);
         }),
-      ),
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status: 11 } },
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_VQ, flags: 0, count: 32, cda: DATA }], payload: { kind: 'queue', index: 0, packed: false, size: 256, garble: null, seed: 9 } },
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_IND, flags: 0, count: 8, cda: DATA }], payload: { kind: 'indicator', address: 0x6000 } },
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.SET_CONF_IND, flags: 0, count: 8, cda: DATA }], payload: { kind: 'indicator', address: 0x6008 } },
-      { kind: 'program', at: PROGRAM, ccws: [{ command: CcwCommand.WRITE_STATUS, flags: 0, count: 1, cda: DATA }], payload: { kind: 'status', status: 15 } },
-    ];
-    fc.assert(
-      fc.property(fc.array(op, { minLength: 1, maxLength: 30, size: 'max' }), (ops) => {
-        const device = new LoopbackDevice({ features: FEATURES, queueSize: 256 });
-        const rig = transportRig({ device });
-        check(rig, device, wellFormed);
-        expect(rig.transport.core.driverOk).toBe(true);
-        check(rig, device, ops);
-      }),
-      { numRuns: 300 },
-    );
-  }, 60_000);
+        { numRuns: 300 },
+      );
+    }, 60_000);
+  }
 });

@@ -201,6 +201,19 @@ export class MmioTransport {
   }
 
   /**
+   * After a {@link write}: a promise while the device is finishing a reset
+   * that write started, else undefined (nearly always). Linux's virtio_mmio
+   * writes Status 0 and carries on without reading it back, so the reset must
+   * be complete when the write returns: the VMM does not resume the vCPU that
+   * made the write until the promise settles (spec 2.4: a device whose
+   * in-flight I/O is still touching guest memory finishes its reset only
+   * then). Status keeps its old value until it does.
+   */
+  get pendingCompletion(): Promise<void> | undefined {
+    return this.core.resetPending;
+  }
+
+  /**
    * The guest reads `size` bytes at `offset` from the base. Returns the value
    * (little-endian, spec 4.2.2), or 0 for an access the spec forbids.
    */
@@ -221,9 +234,9 @@ export class MmioTransport {
       case Reg.QueueSizeMax:
         return this.core.queueSlot(this.queueSel)?.maxSize ?? 0;
       case Reg.QueuePFN:
-        return this.core.queueSlot(this.queueSel)?.enabled === true ? (this.queuePfn[this.queueSel] ?? 0) : 0;
+        return this.queueInUse(this.queueSel) ? (this.queuePfn[this.queueSel] ?? 0) : 0;
       case Reg.QueueReady:
-        return this.core.queueSlot(this.queueSel)?.enabled === true ? 1 : 0;
+        return this.queueInUse(this.queueSel) ? 1 : 0;
       case Reg.InterruptStatus:
         return this.interruptStatusValue;
       case Reg.Status:
@@ -238,8 +251,8 @@ export class MmioTransport {
       case Reg.SHMBaseHigh:
         return high(this.sharedMemory()?.guestAddress);
       case Reg.QueueReset:
-        // Queue reset completes within the write, so it never reads as under way (spec 4.2.2.1).
-        return 0;
+        // 1 while the device is still finishing the queue's reset (spec 4.2.2.1).
+        return this.core.queueResetPending(this.queueSel) ? 1 : 0;
       case Reg.ConfigGeneration:
         return this.core.configGeneration;
       default:
@@ -490,18 +503,27 @@ export class MmioTransport {
     this.addressWords.delete(this.queueSel);
   }
 
+  /**
+   * The queue is enabled, or its reset is still finishing I/O that touches its
+   * rings: QueueReady (QueuePFN in the legacy layout) reads as in use until the
+   * device has stopped touching the queue (spec 4.2.2.1), and the queue cannot
+   * be programmed again before.
+   */
+  private queueInUse(index: number): boolean {
+    return this.core.queueSlot(index)?.enabled === true || this.core.queueResetPending(index);
+  }
+
   /** The driver stops using a queue (QueueReady or QueuePFN set to 0): the device must not touch it any more. */
   private stopQueue(index: number): void {
     if (this.core.queueSlot(index)?.enabled !== true) return;
     this.core.disableQueue(index);
     this.addressWords.delete(index);
-    if (index < this.queuePfn.length) this.queuePfn[index] = 0;
   }
 
   /** Legacy: the used ring alignment of the selected queue, a power of two, while the queue is not in use. */
   private writeQueueAlign(value: number): void {
     const slot = this.core.queueSlot(this.queueSel);
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    if (slot === undefined || slot.maxSize === 0 || this.queueInUse(this.queueSel)) {
       this.core.violations.queue++;
     } else if (value === 0 || (value & (value - 1)) !== 0) {
       this.violations.value++;
@@ -522,7 +544,7 @@ export class MmioTransport {
       return;
     }
     const slot = this.core.queueSlot(index);
-    if (slot === undefined || slot.maxSize === 0 || slot.enabled) {
+    if (slot === undefined || slot.maxSize === 0 || this.queueInUse(index)) {
       this.core.violations.queue++;
       return;
     }
@@ -531,7 +553,8 @@ export class MmioTransport {
       return;
     }
     const layout = legacySplitRingLayout(value * this.guestPageSize, slot.size, this.queueAlign[index] ?? LEGACY_DEFAULT_QUEUE_ALIGN);
-    this.core.setQueueConfig(index, layout);
+    // Refused (and counted by the core) while a device reset is still finishing.
+    if (!this.core.setQueueConfig(index, layout)) return;
     this.queuePfn[index] = value;
     this.core.enableQueue(index);
   }

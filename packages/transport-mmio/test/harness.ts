@@ -1,6 +1,6 @@
-import { LoopbackDevice, MmioDriverTransport, type TransportFactory } from '@virtio-ts/driver';
+import { LoopbackDevice } from '@virtio-ts/driver';
 import { GuestMemory, type VirtioDevice } from '@virtio-ts/virtqueue';
-import { MmioTransport, type MmioTransportOptions } from '../src/index.js';
+import { MMIO_TEST_BASE, MMIO_TEST_IRQ, connectMmio, type MmioConnection, type MmioTestOptions } from '../src/testing.js';
 
 /** Guest RAM used by the tests: 1 MiB at 0, a hole, then 1 MiB at 4 MiB. */
 export function testMemory(): GuestMemory {
@@ -11,47 +11,18 @@ export function testMemory(): GuestMemory {
 }
 
 /** Where the tests place the register block. */
-export const BASE = 0xd000_0000;
+export const BASE = MMIO_TEST_BASE;
 /** The interrupt line the tests use. */
-export const IRQ = 5;
+export const IRQ = MMIO_TEST_IRQ;
 
-/** A device behind MMIO, with the guest's transport backend wired to its registers and interrupt line. */
-export interface Rig {
-  readonly memory: GuestMemory;
-  readonly transport: MmioTransport;
-  /** The guest side: `@virtio-ts/driver`'s MMIO backend, for register-level steps or a VirtioDriver on top. */
-  readonly driver: MmioDriverTransport;
-  /** Every level the line was driven to, in order. */
-  readonly line: boolean[];
+/** A device behind MMIO with the driver backend wired to it (see `connectMmio`). */
+export type Rig = MmioConnection;
+
+/** The loopback device (or `device`) behind a version 2 MmioTransport in {@link testMemory}, the driver backend wired to it. */
+export function connect(device: VirtioDevice = new LoopbackDevice(), options: MmioTestOptions & { readonly memory?: GuestMemory } = {}): Rig {
+  const { memory, ...rest } = options;
+  return connectMmio(device, memory ?? testMemory(), rest);
 }
-
-/** Puts `device` behind a version 2 MmioTransport and connects the driver backend to its registers and line. */
-export function connect(device: VirtioDevice = new LoopbackDevice(), options: Partial<MmioTransportOptions> = {}): Rig {
-  const memory = options.memory ?? testMemory();
-  const line: boolean[] = [];
-  const transport = new MmioTransport({
-    device,
-    memory,
-    baseAddress: BASE,
-    irq: {
-      number: IRQ,
-      set: (level) => {
-        line.push(level);
-        driver.interruptLine(level);
-      },
-    },
-    ...options,
-  });
-  // The line only moves once the guest has programmed the device, after `driver` exists.
-  const driver = new MmioDriverTransport(transport, memory);
-  return { memory, transport, driver, line };
-}
-
-/** MMIO for suites that run over several transports, such as the conformance suite. */
-export const mmioTransportFactory: TransportFactory = {
-  name: 'mmio',
-  create: (memory, device) => connect(device, { memory }).driver,
-};
 
 /** Lets the guest take pending interrupts: runs every queued microtask. */
 export function settle(): Promise<void> {

@@ -1,4 +1,5 @@
 import { LoopbackDevice } from '@virtio-ts/driver';
+import { SlowResetDevice } from '@virtio-ts/driver/conformance';
 import {
   DeviceStatus,
   VIRTIO_F_EVENT_IDX,
@@ -25,9 +26,8 @@ interface LegacyRig {
   write(offset: number, value: number): void;
 }
 
-function legacyRig(): LegacyRig {
+function legacyRig(device: LoopbackDevice = new LoopbackDevice()): LegacyRig {
   const memory = testMemory();
-  const device = new LoopbackDevice();
   const line: boolean[] = [];
   const transport = new MmioTransport({ device, memory, baseAddress: BASE, irq: { number: IRQ, set: (level) => line.push(level) }, version: 1 });
   return {
@@ -142,6 +142,31 @@ describe('MMIO legacy version 1 (spec 4.2.4)', () => {
     ping(rig, ring);
     expect(ring.takeUsed()).toBeNull();
     expect(rig.line).toEqual([]);
+  });
+
+  it('spec 2.4, 4.2.4: a reset the device finishes later holds the vCPU; a stopped queue reads as in use until the device is done with it', async () => {
+    const device = new SlowResetDevice();
+    const rig = legacyRig(device);
+    linuxLegacyInit(rig, 0x10);
+    rig.write(Reg.QueueSel, 0);
+    rig.write(Reg.QueuePFN, 0);
+    expect(rig.read(Reg.QueuePFN)).toBe(0x10);
+    rig.write(Reg.QueuePFN, 0x20);
+    expect(rig.transport.core.violations.queue).toBe(1);
+    device.finishResets();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(rig.read(Reg.QueuePFN)).toBe(0);
+    rig.write(Reg.QueuePFN, 0x20);
+    expect(rig.read(Reg.QueuePFN)).toBe(0x20);
+    // Linux's legacy vm_reset does not read Status back either: the VMM holds the vCPU.
+    rig.write(Reg.Status, 0);
+    const held = rig.transport.pendingCompletion;
+    expect(held).toBeInstanceOf(Promise);
+    expect(rig.read(Reg.Status)).toBe(ACKNOWLEDGE | DRIVER | DRIVER_OK);
+    device.finishResets();
+    await held;
+    expect(rig.read(Reg.Status)).toBe(0);
+    expect(rig.read(Reg.QueuePFN)).toBe(0);
   });
 
   it('snapshot and restore keep QueuePFN and GuestPageSize, and the queue keeps working', () => {

@@ -197,8 +197,9 @@ function brokenInvariant(model: Model, before: { status: number; violations: num
     t.write(Reg.QueueSel, 4, index);
     const ready = t.read(model.version === 2 ? Reg.QueueReady : Reg.QueuePFN, 4) !== 0;
     const slot = core.queueSlot(index);
-    if (ready !== (slot?.enabled ?? false)) return `queue ${index}: ready register differs from the status machine`;
-    if (slot !== undefined && ready) {
+    // A queue whose reset is still finishing reads as in use too (spec 4.2.2.1).
+    if (ready !== ((slot?.enabled ?? false) || core.queueResetPending(index))) return `queue ${index}: ready register differs from the status machine`;
+    if (slot?.enabled === true) {
       if (slot.size > slot.maxSize) return `queue ${index}: ready with size ${slot.size} above ${slot.maxSize}`;
       const problem = queueConfigProblem(model.memory, slot, packed);
       if (problem !== undefined) return `queue ${index}: ready with ${problem}`;

@@ -44,10 +44,15 @@ const IO_SPACE_END = 0x1_0000;
  * size mask), its fixed type bits, and the address the guest programmed.
  */
 export class Bar implements PciBar {
+  /** The BAR's number (0-5); a 64-bit BAR also takes the next register. */
   readonly index: number;
+  /** I/O, 32-bit or 64-bit memory. */
   readonly kind: PciBarKind;
+  /** Whether the memory BAR says prefetchable. */
   readonly prefetchable: boolean;
+  /** Size in bytes, a power of two. */
   readonly size: number;
+  /** What the BAR holds. */
   readonly purpose: PciBarPurpose;
   /** Decoded address, maintained by the transport through {@link Bar.decode}. */
   address: number | undefined;

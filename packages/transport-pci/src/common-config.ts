@@ -60,7 +60,8 @@ export function readCommonConfig(state: VirtioFunctionState, offset: number, siz
       if (size === 2) return state.selectedQueue() === undefined ? VIRTIO_MSI_NO_VECTOR : (state.queueVectors[state.queueSelect] as number);
       break;
     case CommonCfg.QUEUE_ENABLE:
-      if (size === 2) return state.selectedQueue()?.enabled === true ? 1 : 0;
+      // Still 1 while a queue reset is finishing: 0 in both fields is the sign it is done (spec 4.1.4.3.1).
+      if (size === 2) return state.selectedQueue()?.enabled === true || core.queueResetPending(state.queueSelect) ? 1 : 0;
       break;
     case CommonCfg.QUEUE_NOTIFY_OFF:
       // Each queue has its own notify address, queue_notify_off * notify_off_multiplier (spec 4.1.4.4).
@@ -81,8 +82,8 @@ export function readCommonConfig(state: VirtioFunctionState, offset: number, siz
       if (size === 2) return state.selectedQueue() === undefined ? 0 : state.queueSelect;
       break;
     case CommonCfg.QUEUE_RESET:
-      // Queue resets complete within the write, so 1 is never observed (spec 4.1.4.3.1).
-      if (size === 2) return 0;
+      // 1 while the device is still finishing the queue's reset (spec 4.1.4.3.1).
+      if (size === 2) return core.queueResetPending(state.queueSelect) ? 1 : 0;
       break;
     case CommonCfg.ADMIN_QUEUE_INDEX:
     case CommonCfg.ADMIN_QUEUE_NUM:

@@ -21,21 +21,33 @@ const TWO_32 = 0x1_0000_0000;
 
 /** What of the transport's options shapes configuration space. */
 export interface IdentityOptions {
+  /** PCI Device ID. */
   readonly deviceId: number;
+  /** A transitional function (revision 0, subsystem ID = device type). */
   readonly transitional: boolean;
+  /** A PCI Express function. */
   readonly express: boolean;
+  /** Whether the function has an INTx pin. */
   readonly intx: boolean;
+  /** MSI-X table size (0: no MSI-X capability). */
   readonly msixVectors: number;
+  /** Class code, or undefined for the device type's default. */
   readonly classCode: number | undefined;
+  /** Subsystem Vendor ID, or undefined for 0x1af4. */
   readonly subsystemVendorId: number | undefined;
+  /** Subsystem ID of a non-transitional function, or undefined for the default. */
   readonly subsystemId: number | undefined;
 }
 
 /** Power-on configuration space and where its capabilities with side effects are (0: absent). */
 export interface FunctionConfig {
+  /** The configuration space. */
   readonly config: ConfigSpace;
+  /** Offset of the VIRTIO_PCI_CAP_PCI_CFG capability. */
   readonly pciCfgCap: number;
+  /** Offset of the MSI-X capability. */
   readonly msixCap: number;
+  /** Offset of the Power Management capability. */
   readonly pmCap: number;
 }
 

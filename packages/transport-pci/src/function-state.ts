@@ -13,14 +13,23 @@ export interface PciViolations {
 
 /** The registers of {@link VirtioFunctionState}, saved. */
 export interface FunctionStateSnapshot {
+  /** The driver uses the legacy interface. */
   readonly legacy: boolean;
+  /** queue_msix_vector of each queue. */
   readonly queueVectors: readonly number[];
+  /** config_msix_vector. */
   readonly configVector: number;
+  /** queue_select. */
   readonly queueSelect: number;
+  /** device_feature_select. */
   readonly deviceFeatureSelect: number;
+  /** driver_feature_select. */
   readonly driverFeatureSelect: number;
+  /** ISR status. */
   readonly isr: number;
+  /** The 8-bit config_generation last presented. */
   readonly generation: number;
+  /** The device's configuration generation when config_generation was last advanced. */
   readonly generationSeen: number;
 }
 

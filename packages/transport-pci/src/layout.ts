@@ -26,27 +26,35 @@ export const DEVICE_CFG_OFFSET = 2 * PAGE;
 export interface SharedRegion extends SharedMemoryRegionSpec {
   /** Offset in the shared memory BAR. */
   readonly offset: number;
+  /** The memory behind the region (the VMM's, or allocated here). */
   readonly bytes: Uint8Array;
+  /** `bytes`, for trapped accesses. */
   readonly view: DataView;
 }
 
 /** Where everything of a function is: its BARs and the structures in them. */
 export interface FunctionLayout {
+  /** The BARs the function implements, by ascending index. */
   readonly bars: readonly Bar[];
   /** Offset of the PBA in the MSI-X BAR (the table is at 0). */
   readonly pbaOffset: number;
-  /** Offset and length of the notification structure in the virtio BAR. */
+  /** Offset of the notification structure in the virtio BAR. */
   readonly notifyOffset: number;
+  /** Length of the notification structure. */
   readonly notifyLength: number;
   /** notify_off_multiplier. */
   readonly multiplier: number;
+  /** The device's shared memory regions, placed in the shared memory BAR. */
   readonly sharedRegions: readonly SharedRegion[];
 }
 
 /** What of the transport's options shapes the layout. */
 export interface LayoutOptions {
+  /** A transitional function: the legacy I/O BAR too. */
   readonly transitional: boolean;
+  /** notify_off_multiplier. */
   readonly notifyOffMultiplier: number;
+  /** Memory the VMM supplies behind shared memory regions, by shmid. */
   readonly sharedMemory: ReadonlyMap<number, Uint8Array> | undefined;
 }
 

@@ -131,6 +131,8 @@ export class PciTransport {
   private readonly pciCfgCap: number;
   private readonly intx: IntxLine | undefined;
   private intxLevel = false;
+  /** The device reset a write through the legacy interface started, while it is finishing. */
+  private legacyReset: Promise<void> | undefined;
   private readonly listeners = new Set<(bar: PciBar, previous: number | undefined) => void>();
 
   /** Builds the function; throws if the device cannot be a PCI function with these options. */
@@ -192,6 +194,20 @@ export class PciTransport {
   /** The BARs the function implements. */
   get bars(): readonly PciBar[] {
     return this.layout.bars;
+  }
+
+  /**
+   * After a BAR write: a promise while the device is finishing a reset that
+   * the guest wrote through the legacy I/O interface, else undefined (nearly
+   * always). Linux's virtio_pci_legacy writes status 0 and reads it once,
+   * without polling, so the reset must be complete when the write returns: the
+   * VMM does not resume the vCPU that made the write until the promise settles
+   * (spec 2.4). A modern driver polls device_status until it reads 0
+   * (spec 4.1.4.3.2), so modern writes never need this.
+   */
+  get pendingCompletion(): Promise<void> | undefined {
+    const pending = this.core.resetPending;
+    return pending !== undefined && pending === this.legacyReset ? pending : undefined;
   }
 
   /** Registers a listener for BAR mapping changes (programming, decoding on or off); returns its removal. */
@@ -502,6 +518,7 @@ export class PciTransport {
         return;
       case 'legacy':
         writeLegacy(this.state, offset, size, value, this.msix?.enabled ?? false);
+        this.legacyReset = this.core.resetPending;
         return;
       case 'shared-memory':
         this.accessSharedMemory(offset, size, value);

@@ -128,7 +128,7 @@ describe('devices with more queues and features', () => {
     const { fn, driver } = wire(new RamDiskDevice());
     const virtio = new VirtioDriver(driver);
     await virtio.init({ ringReset: true, packed: true });
-    virtio.resetQueue(0);
+    await virtio.resetQueue(0);
     expect(fn.core.queueSlot(0)?.enabled).toBe(false);
     expect(fn.core.driverOk).toBe(true);
     virtio.enableQueue(0);

@@ -76,6 +76,27 @@ describe.each(['intx', 'msix'] as const)('a legacy (0.9.5) driver on a transitio
   });
 });
 
+describe('VirtioDriver as a legacy driver', () => {
+  it.each(['intx', 'msix'] as const)('init({ legacy: true }) brings the device up through the I/O BAR and it serves a read (%s, spec 3.1.2)', async (interrupts) => {
+    const device = new RamDiskDevice();
+    device.disk.fill(0x5a, 2 * 512, 3 * 512);
+    const { fn, driver } = wireLegacy(device, {}, { interrupts });
+    const virtio = new VirtioDriver(driver);
+    const features = await virtio.init({ legacy: true, eventIdx: true });
+    expect(features).toBe(featureBit(VIRTIO_F_EVENT_IDX));
+    expect(fn.core.legacy).toBe(true);
+    expect(fn.core.status).toBe(ACKNOWLEDGE | DRIVER | DRIVER_OK);
+    const header = new Uint8Array(16);
+    new DataView(header.buffer).setBigUint64(8, 2n, true);
+    const result = await virtio.queue(0).request([header], [512, 1]);
+    expect(result.data.subarray(0, 512)).toEqual(new Uint8Array(512).fill(0x5a));
+    expect(result.data[512]).toBe(0);
+    expect(fn.core.violations).toEqual({ status: 0, features: 0, config: 0, notify: 0, queue: 0 });
+    await virtio.reset();
+    expect(fn.core.status).toBe(0);
+  });
+});
+
 describe('legacy interface rules', () => {
   it('a legacy driver cannot set FEATURES_OK, and a second page frame number for an active queue is refused', () => {
     const wired = wireLegacy(new RamDiskDevice(), {}, { interrupts: 'intx' });
@@ -93,6 +114,29 @@ describe('legacy interface rules', () => {
     driver.resetQueue(0);
     expect(fn.core.queueSlot(0)?.enabled).toBe(false);
     expect(fn.ioRead(port + LegacyIo.QUEUE_PFN, 4)).toBe(0);
+  });
+
+  it("spec 2.4: a reset the device finishes later through the legacy interface holds the vCPU, as Linux's legacy driver does not poll", async () => {
+    // A ram disk (a transitional type) whose reset finishes only when the test says.
+    let finish: () => void = () => undefined;
+    const device = new (class extends RamDiskDevice {
+      override reset(): Promise<void> {
+        super.reset();
+        return new Promise((resolve) => (finish = resolve));
+      }
+    })();
+    const wired = wireLegacy(device, {}, { interrupts: 'intx' });
+    const { fn, driver } = wired;
+    legacyBringUp(wired);
+    const resetting = driver.reset();
+    const held = fn.pendingCompletion;
+    expect(held).toBeInstanceOf(Promise);
+    expect(resetting).toBeInstanceOf(Promise);
+    expect(fn.ioRead((fn.bars[0]?.address as number) + LegacyIo.STATUS, 1)).toBe(ACKNOWLEDGE | DRIVER | DRIVER_OK);
+    finish();
+    await resetting;
+    expect(fn.pendingCompletion).toBeUndefined();
+    expect(driver.getStatus()).toBe(0);
   });
 
   it('the legacy header refuses wrong widths and read-only writes, and has no vector registers without MSI-X', () => {

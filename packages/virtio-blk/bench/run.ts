@@ -8,7 +8,8 @@
  * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS,
  * MB/s and process CPU time per operation for the device and for plain I/O,
  * and the device/plain ratio.
- * Usage: pnpm bench [-- --quick] [--only <case>]
+ * Usage: pnpm bench [-- --quick] [--only <case>] [--side plain|device]
+ * (`--side` runs one side alone, for profiling it: no ratio is printed).
  */
 import { read, write } from 'node:fs';
 import { open, mkdtemp, rm } from 'node:fs/promises';
@@ -23,6 +24,7 @@ import { FileBackend } from '../src/node/index.js';
 const PKG = '@virtio-ts/virtio-blk';
 const quick = process.argv.includes('--quick');
 const only = process.argv[process.argv.indexOf('--only') + 1];
+const side = process.argv.includes('--side') ? process.argv[process.argv.indexOf('--side') + 1] : undefined;
 /** Each case alternates plain and device runs of SECONDS each, ROUNDS times, and reports medians: the machine's noise hits both alike. */
 const SECONDS = quick ? 0.2 : 0.5;
 const ROUNDS = quick ? 3 : 7;
@@ -183,19 +185,24 @@ try {
     const bases: Rate[] = [];
     const devs: Rate[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      bases.push(await plain(handle, memory, slots, c));
-      devs.push(await device(driver, waiting, slots, c));
+      if (side !== 'device') bases.push(await plain(handle, memory, slots, c));
+      if (side !== 'plain') devs.push(await device(driver, waiting, slots, c));
     }
     for (const s of slots) for (const addr of [s.header, s.data, s.status]) driver.release(addr);
-    const base = median(bases.map((r) => r.perSecond));
-    const dev = median(devs.map((r) => r.perSecond));
     const mbs = (iops: number): number => (iops * c.blockBytes) / 1e6;
-    report(c.name, dev, 'IOPS');
-    report(c.name, mbs(dev), 'MB/s', 1);
-    report(`${c.name}-cpu`, median(devs.map((r) => r.cpuMicros)), 'us/op', 1);
-    report(`${c.name}-plain`, base, 'IOPS');
-    report(`${c.name}-plain`, mbs(base), 'MB/s', 1);
-    report(`${c.name}-plain-cpu`, median(bases.map((r) => r.cpuMicros)), 'us/op', 1);
+    if (devs.length > 0) {
+      const dev = median(devs.map((r) => r.perSecond));
+      report(c.name, dev, 'IOPS');
+      report(c.name, mbs(dev), 'MB/s', 1);
+      report(`${c.name}-cpu`, median(devs.map((r) => r.cpuMicros)), 'us/op', 1);
+    }
+    if (bases.length > 0) {
+      const base = median(bases.map((r) => r.perSecond));
+      report(`${c.name}-plain`, base, 'IOPS');
+      report(`${c.name}-plain`, mbs(base), 'MB/s', 1);
+      report(`${c.name}-plain-cpu`, median(bases.map((r) => r.cpuMicros)), 'us/op', 1);
+    }
+    if (side !== undefined) continue;
     report(`${c.name}-ratio`, median(devs.map((r, i) => r.perSecond / (bases[i] as Rate).perSecond)), 'x', 2);
   }
   await handle.close();

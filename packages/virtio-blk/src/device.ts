@@ -43,10 +43,15 @@ export interface BlkSnapshot {
  * complete out of order; each request queue is served independently.
  */
 export class VirtioBlk implements VirtioDevice {
+  /** The device contract version this device implements. */
   readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
+  /** Device ID 2, a block device (spec 5). */
   readonly deviceType = DeviceId.BLOCK;
+  /** The features offered, from the options (see the package README's feature table). */
   readonly deviceFeatures: bigint;
+  /** One maximum size per request queue (`queues` of them, each `queueSize`). */
   readonly queueMaxSizes: readonly number[];
+  /** Size of struct virtio_blk_config (spec 5.2.4). */
   readonly configSize = BLK_CONFIG_SIZE;
   /** Where the data lives. */
   readonly backend: BlockBackend;
@@ -84,15 +89,18 @@ export class VirtioBlk implements VirtioDevice {
     return this.disk.config.writeback;
   }
 
+  /** Keeps the transport's channel back, for configuration change notifications and DEVICE_NEEDS_RESET. */
   attach(host: DeviceHost): void {
     this.host = host;
   }
 
+  /** Enables the commands the driver accepted (spec 5.2.3); any subset of the offer is accepted. */
   acceptFeatures(features: bigint): boolean {
     this.disk.negotiate(features);
     return true;
   }
 
+  /** Copies configuration space bytes (spec 5.2.4) at `offset` into `data`. */
   readConfig(offset: number, data: Uint8Array): void {
     data.set(this.disk.config.bytes.subarray(offset, offset + data.length));
   }
@@ -105,6 +113,7 @@ export class VirtioBlk implements VirtioDevice {
     if (value === 0 || value === 1) this.disk.config.writeback = value === 1;
   }
 
+  /** DRIVER_OK: serves every enabled queue, starting with requests already made available. */
   activate(context: ActivationContext): void {
     if (this.disk.features === undefined) {
       // A legacy driver never set FEATURES_OK. spec 5.2.5.3: without CONFIG_WCE the cache mode follows FLUSH.
@@ -114,21 +123,34 @@ export class VirtioBlk implements VirtioDevice {
     for (const [index, queue] of context.queues) this.serve(index, queue);
   }
 
-  reset(): void {
-    for (const q of this.queues.values()) q.stop();
+  /**
+   * Forgets the driver. Requests in flight are dropped: their completions
+   * never reach a ring or a status byte. Backend operations already issued
+   * cannot be recalled (a read may still be landing in its guest buffer), so
+   * while any runs this returns a promise that settles once all are over, and
+   * the transport keeps device status non-zero until then (spec 2.4): after
+   * the reset completes, nothing the old driver asked for writes guest memory.
+   */
+  reset(): void | Promise<void> {
+    const stopping = [...this.queues.values()].map((q) => q.stop()).filter((p) => p !== undefined);
     this.queues.clear();
     this.disk.reset();
+    return stopping.length === 0 ? undefined : Promise.all(stopping).then(() => undefined);
   }
 
+  /** An available buffer notification: starts the queue's available requests. */
   notify(index: number): void {
     this.queues.get(index)?.drain();
   }
 
-  resetQueue(index: number): void {
-    this.queues.get(index)?.stop();
+  /** VIRTIO_F_RING_RESET (spec 2.6.1): like {@link reset} for one queue; a promise while its backend operations finish. */
+  resetQueue(index: number): void | Promise<void> {
+    const queue = this.queues.get(index);
     this.queues.delete(index);
+    return queue?.stop();
   }
 
+  /** VIRTIO_F_RING_RESET: serves queue `index` again after its reset (spec 2.6.1). */
   enableQueue(index: number, queue: Virtqueue): void {
     this.serve(index, queue);
   }
@@ -172,7 +194,7 @@ export class VirtioBlk implements VirtioDevice {
 
   private serve(index: number, queue: Virtqueue): void {
     const served = new RequestQueue(queue, this.disk, this.queueHost);
-    this.queues.get(index)?.stop();
+    void this.queues.get(index)?.stop();
     this.queues.set(index, served);
     // Requests made available before the queue was served are taken now.
     served.drain();

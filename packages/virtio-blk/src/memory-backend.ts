@@ -12,7 +12,9 @@ export interface MemoryBackendOptions {
  * range (a discarded range reading back as zeroes is allowed by spec 5.2.6.2).
  */
 export class MemoryBackend implements BlockBackend {
+  /** The image cannot be written. */
   readonly readOnly: boolean;
+  /** Zeroing never deallocates memory: `write_zeroes_may_unmap` is 0. */
   readonly canUnmap = false;
   private image: Uint8Array;
 
@@ -32,10 +34,12 @@ export class MemoryBackend implements BlockBackend {
     return this.image;
   }
 
+  /** Size of the image in bytes. */
   get size(): number {
     return this.image.length;
   }
 
+  /** Copies the image bytes at `offset` into `buffers`. */
   async read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     let at = this.check(offset, totalLength(buffers));
     for (const b of buffers) {
@@ -44,6 +48,7 @@ export class MemoryBackend implements BlockBackend {
     }
   }
 
+  /** Copies `buffers` into the image at `offset`. */
   async write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     this.writable();
     let at = this.check(offset, totalLength(buffers));
@@ -53,20 +58,24 @@ export class MemoryBackend implements BlockBackend {
     }
   }
 
+  /** Memory has no cache to flush. */
   async flush(): Promise<void> {
     // Memory is as durable as this backend gets.
   }
 
+  /** Zeroes the range (memory cannot be deallocated piecewise). */
   async discard(offset: number, length: number): Promise<void> {
     await this.writeZeroes(offset, length, true);
   }
 
+  /** Zeroes the range. */
   async writeZeroes(offset: number, length: number, _unmap: boolean): Promise<void> {
     this.writable();
     const at = this.check(offset, length);
     this.image.fill(0, at, at + length);
   }
 
+  /** Grows (with zeroes) or shrinks the image to `size` bytes. */
   async resize(size: number): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`image size ${size} is not a non-negative integer`);
     const next = new Uint8Array(size);

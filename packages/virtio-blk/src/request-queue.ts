@@ -30,7 +30,9 @@ export interface RequestQueueHost {
  * as their backend I/O settles, in any order; used entries are published and
  * the driver interrupted once per batch of completions (one interrupt per
  * batch, not per request). After {@link stop} late completions are dropped
- * without touching guest memory or the ring.
+ * without touching the ring or their status bytes; {@link stop} tells when
+ * the backend operations it cannot recall (a read landing in a guest buffer)
+ * are over.
  */
 export class RequestQueue {
   private readonly queue: Virtqueue;
@@ -39,6 +41,10 @@ export class RequestQueue {
   private flushScheduled = false;
   private drainScheduled = false;
   private stopped = false;
+  /** Backend operations started and not yet settled. */
+  private inFlight = 0;
+  /** Settles once {@link inFlight} drops to 0 after {@link stop}. */
+  private idle: { promise: Promise<void>; wake: () => void } | undefined;
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
     if (!this.stopped) this.queue.flush();
@@ -74,9 +80,21 @@ export class RequestQueue {
     }
   }
 
-  /** Stops serving: pending and late completions are dropped. */
-  stop(): void {
+  /**
+   * Stops serving: pending and late completions are dropped. While backend
+   * operations this queue started are still running, returns a promise that
+   * settles once they all have, after which nothing they started touches
+   * guest memory again.
+   */
+  stop(): Promise<void> | undefined {
     this.stopped = true;
+    if (this.inFlight === 0) return undefined;
+    if (this.idle === undefined) {
+      let wake = (): void => undefined;
+      const promise = new Promise<void>((resolve) => (wake = resolve));
+      this.idle = { promise, wake };
+    }
+    return this.idle.promise;
   }
 
   private start(chain: DescriptorChain): void {
@@ -98,32 +116,44 @@ export class RequestQueue {
       return;
     }
     this.host.started();
+    this.inFlight++;
     outcome.then(
       () => {
-        this.host.finished();
+        this.settle();
         this.complete(chain, VIRTIO_BLK_S_OK);
       },
       () => {
-        this.host.finished();
+        this.settle();
         this.complete(chain, VIRTIO_BLK_S_IOERR);
       },
     );
   }
 
+  private settle(): void {
+    this.host.finished();
+    if (--this.inFlight === 0) this.idle?.wake();
+  }
+
   /**
-   * Writes the status into the last writable byte; the used length covers the
-   * whole writable part. Runs from promise callbacks, where a throw would
-   * become an unhandled rejection: a failure here stops the queue instead.
+   * Writes the status into the last writable byte. The used length is what
+   * was really written (spec 2.7.8, and the note of spec 5.2.6.4 on devices
+   * that reported more): the data a successful request filled (the writer's
+   * position, which startRequest leaves after it) plus the status byte; a
+   * failed request reports the status byte alone, since its data part holds
+   * nothing the driver may rely on (a failed read may have filled part of it).
+   * Runs from promise callbacks, where a throw would become an unhandled
+   * rejection: a failure here stops the queue instead.
    */
   private complete(chain: DescriptorChain, status: number): void {
     if (this.stopped) return;
     try {
       const writer = chain.writer;
+      const filled = status === VIRTIO_BLK_S_OK ? writer.bytesWritten : 0;
       writer.skip(writer.remaining - 1);
       writer.writeU8(status);
-      this.queue.addUsed(chain, chain.writableLength);
+      this.queue.addUsed(chain, filled + 1);
     } catch (error) {
-      this.stop();
+      void this.stop();
       this.host.needsReset(`virtio-blk queue ${this.queue.index}: completing a request failed: ${error instanceof Error ? error.message : String(error)}`);
       return;
     }

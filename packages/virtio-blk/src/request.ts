@@ -62,8 +62,9 @@ const IOERR: RequestOutcome = VIRTIO_BLK_S_IOERR;
  * and has at least one writable byte, the status byte: the last byte of the
  * writable part. No framing is assumed (spec 2.7.4): the header, data and
  * status may be split across descriptors anywhere. On return the reader has
- * consumed the header and the writer stands before the status byte or before
- * the data an IN request will fill.
+ * consumed the header and the writer stands after the data the request fills
+ * on success (for IN, once the backend read lands): its `bytesWritten` is the
+ * data part of the used length.
  */
 export function startRequest(chain: DescriptorChain, disk: DiskState): RequestOutcome {
   if (chain.readableLength < REQUEST_HEADER_BYTES) return IOERR;

@@ -11,7 +11,8 @@ function importGraph(entry: string): Map<string, string[]> {
   const visit = (file: string): void => {
     if (graph.has(file)) return;
     const text = readFileSync(file, 'utf8');
-    const specifiers = [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gms)].map((m) => m[1] as string);
+    // Type-only imports are erased from the JavaScript, so they load nothing.
+    const specifiers = [...text.matchAll(/^\s*(?:import|export)\s(?!type\s)[^;]*?from\s+'([^']+)'/gms)].map((m) => m[1] as string);
     graph.set(file, specifiers.filter((s) => !s.startsWith('.')));
     for (const s of specifiers.filter((s) => s.startsWith('.'))) visit(join(dirname(file), s.replace(/\.js$/, '.ts')));
   };
@@ -28,9 +29,19 @@ describe('package entry points', () => {
     }
   });
 
-  it('the ./node export is where node: modules and koffi are used', () => {
-    const imports = [...importGraph(join(src, 'node/index.ts')).values()].flat();
+  it('the ./node export is where node: modules are used; koffi, an optional peer dependency, is only loaded lazily', () => {
+    const graph = importGraph(join(src, 'node/index.ts'));
+    const imports = [...graph.values()].flat();
     expect(imports).toContain('node:fs');
-    expect(imports).toContain('koffi');
+    // A static import would make a missing koffi break loading the module.
+    expect(imports).not.toContain('koffi');
+    expect([...graph.keys()].some((file) => readFileSync(file, 'utf8').includes("await import('koffi')"))).toBe(true);
+  });
+
+  it('koffi is an optional peer dependency, not a dependency', () => {
+    const manifest = JSON.parse(readFileSync(join(src, '../package.json'), 'utf8')) as Record<string, Record<string, unknown> | undefined>;
+    expect(manifest.dependencies?.koffi).toBeUndefined();
+    expect(manifest.peerDependencies?.koffi).toBeDefined();
+    expect(manifest.peerDependenciesMeta?.koffi).toEqual({ optional: true });
   });
 });

@@ -63,6 +63,9 @@ describeVirtioConformance<VirtioBlk>({
     expect(new TextDecoder().decode(id.data.subarray(0, SERIAL.length))).toBe(SERIAL);
     expect(id.data[20]).toBe(VIRTIO_BLK_S_OK);
   },
+  // transport-ccw completes VDEV_RESET at once, while the device still finishes in-flight I/O (no VirtioCore.resetPending support yet).
+  skip: (check, transport) =>
+    check.id === 'reset-in-flight' && transport.name === 'ccw' ? 'transport-ccw does not yet hold VDEV_RESET until the device finished its in-flight I/O' : undefined,
   inFlight: {
     submit: (driver, device) => {
       gate(device).hold = () => true;

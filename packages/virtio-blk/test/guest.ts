@@ -162,11 +162,6 @@ export class BlkGuest {
     return this.rings.length;
   }
 
-  /** Requests submitted and not yet used. */
-  get inFlight(): number {
-    return this.outstanding;
-  }
-
   /** Reads `length` bytes of the device configuration at `offset` as a DataView. */
   config(offset: number, length: number): DataView {
     const bytes = this.transport.readConfig(offset, length);
@@ -221,22 +216,6 @@ export class BlkGuest {
     );
     this.kick(queue);
     return promise;
-  }
-
-  /**
-   * VIRTIO_F_RING_RESET (spec 2.6.1): resets queue `queue`, forgetting its
-   * pending requests, and sets it up again on a fresh ring at the same place.
-   */
-  resetQueue(queue: number): void {
-    const ring = this.rings[queue] as Ring;
-    this.transport.resetQueue(queue);
-    this.outstanding -= (this.pending[queue] as Map<number, Pending>).size;
-    (this.pending[queue] as Map<number, Pending>).clear();
-    this.taken[queue] = 0;
-    const fresh = ring instanceof SplitRingDriver ? new SplitRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx }) : new PackedRingDriver(this.transport.memory, ring.config, { eventIdx: this.eventIdx });
-    if (!this.transport.setupQueue(queue, ring.config)) throw new Error(`device refused queue ${queue} after its reset`);
-    this.rings[queue] = fresh;
-    this.armInterrupts(queue);
   }
 
   /** Publishes added requests and notifies the device if it wants a notification. */

@@ -85,7 +85,9 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     const { guest } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_IN, header: header(VIRTIO_BLK_T_IN, 0).subarray(0, 12), inLen: 512 });
     expect(c.status).toBe(VIRTIO_BLK_S_IOERR);
-    expect(c.len).toBe(513);
+    // spec 2.7.8, 5.2.6.4: only the status byte was written, so the used length says 1, not the 513 writable bytes.
+    expect(c.len).toBe(1);
+    expect(c.data).toEqual(new Uint8Array(512).fill(CANARY));
   });
 
   it('spec 5.2.6: data on the wrong side fails with IOERR (readable data on IN, writable data on OUT)', async () => {
@@ -104,11 +106,11 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     expect(backend.bytes).toEqual(before);
   });
 
-  it('spec 5.2.6: the status goes in the last writable byte, however large the status buffer', async () => {
+  it('spec 5.2.6: the status goes in the last writable byte, however large the status buffer; the used length counts the status byte only', async () => {
     const { guest } = rig({ guest: { packed }, transport });
     const c = await guest.submit({ type: VIRTIO_BLK_T_FLUSH, statusLen: 8 });
     expect(c.status).toBe(VIRTIO_BLK_S_OK);
-    expect(c.len).toBe(8);
+    expect(c.len).toBe(1);
   });
 
   it('spec 5.2.6: unknown and zoned request types are UNSUPP', async () => {
@@ -116,7 +118,7 @@ describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [t
     for (const type of [2, 3, 6, 9, 12, 15, 16, 18, 20, 22, 24, 26, 0x80000000, 0xffffffff]) {
       const c = await guest.submit({ type, inLen: 512 });
       expect(c.status, `type ${type}`).toBe(VIRTIO_BLK_S_UNSUPP);
-      expect(c.len).toBe(513);
+      expect(c.len).toBe(1);
     }
   });
 
@@ -267,5 +269,44 @@ describe('GET_LIFETIME (spec 5.2.6)', () => {
     expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 6 })).status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 5 })).status).toBe(VIRTIO_BLK_S_IOERR);
     expect((await guest.submit({ type: VIRTIO_BLK_T_GET_LIFETIME, inLen: 7 })).status).toBe(VIRTIO_BLK_S_IOERR);
+  });
+});
+
+/** A memory image whose reads fill their first buffer and then fail, as a disk that errs partway through a transfer. */
+class FailingReadBackend extends MemoryBackend {
+  override async read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
+    const first = buffers[0];
+    if (first !== undefined) await super.read(offset, [first]);
+    throw new Error('medium error');
+  }
+}
+
+describe('used length (spec 2.7.8: the bytes really written; spec 5.2.6.4: not the writable total when only the status was written)', () => {
+  it('a successful IN counts its data and the status byte; a failed one counts the status byte only, even when the backend filled part of the data', async () => {
+    const ok = await rig().guest.submit({ type: VIRTIO_BLK_T_IN, sector: 2, inLen: 1024 });
+    expect([ok.status, ok.len]).toEqual([VIRTIO_BLK_S_OK, 1025]);
+    const { guest } = rig({ image: new FailingReadBackend(patterned(64 * 512)) });
+    const c = await guest.submit({ type: VIRTIO_BLK_T_IN, sector: 2, inLen: 1024, writableCuts: [512] });
+    expect(c.status).toBe(VIRTIO_BLK_S_IOERR);
+    expect(c.len).toBe(1);
+    // The first half did land (a read may fail partway), which is why the length must not vouch for it.
+    expect(c.data.subarray(0, 512)).toEqual(patterned(64 * 512).subarray(1024, 1536));
+  });
+
+  it('requests rejected before any I/O (past the capacity, misaligned, wrong side, UNSUPP) count the status byte only', async () => {
+    const { guest } = rig();
+    const cases = [
+      { type: VIRTIO_BLK_T_IN, sector: 64, inLen: 512 },
+      { type: VIRTIO_BLK_T_IN, sector: 0, inLen: 100 },
+      { type: VIRTIO_BLK_T_IN, sector: 0, out: new Uint8Array(512), inLen: 512 },
+      { type: VIRTIO_BLK_T_GET_ID, inLen: 19 },
+      { type: 0x7f, inLen: 512 },
+    ];
+    for (const request of cases) {
+      const c = await guest.submit(request);
+      expect(c.status).not.toBe(VIRTIO_BLK_S_OK);
+      expect(c.len, JSON.stringify(request)).toBe(1);
+      expect(c.data).toEqual(new Uint8Array(request.inLen).fill(CANARY));
+    }
   });
 });

@@ -46,7 +46,7 @@ export const demo: Command = {
       return runVmmCli([
         'run',
         ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--memory', '512M'],
-        ...['--cmdline', 'console=ttyS0 quiet panic=-1 vt.mode=demo'],
+        ...['--cmdline', 'console=ttyS0 quiet panic=-1 vt.mode=demo vt.backend=vmm'],
         ...['--blk', `path=${image},transport=pci,serial=virtio-ts-demo`],
       ]);
     }
@@ -58,7 +58,7 @@ export const demo: Command = {
     const acceleration = detectAcceleration();
     say(`disk ${blk.describe} served over vhost-user at ${socketPath}`);
     say(`starting QEMU (${acceleration.accel}: ${acceleration.reason}); quit with Ctrl-A X, or 'poweroff' in the guest`);
-    const qemu = qemuArgs({ machine: 'q35', guest, acceleration, append: 'vt.mode=demo', disks: [{ kind: 'vhost-user', socket: socketPath }] });
+    const qemu = qemuArgs({ machine: 'q35', guest, acceleration, append: 'vt.mode=demo vt.backend=vhost-user', disks: [{ kind: 'vhost-user', socket: socketPath }] });
     try {
       return await new Promise<number>((resolve, reject) => {
         const child = spawn('qemu-system-x86_64', qemu, { stdio: 'inherit' });

@@ -2,15 +2,23 @@
 export interface BusDevice {
   /** Fills `data` with the bytes read at `offset` (data.length is the access width). */
   read(offset: number, data: Uint8Array): void;
-  /** Applies a write of `data` at `offset`. */
-  write(offset: number, data: Uint8Array): void;
+  /**
+   * Applies a write of `data` at `offset`. A promise holds the access: the
+   * vCPU stays in its exit until it settles (a virtio-mmio reset finishing
+   * in-flight I/O, spec 2.4).
+   */
+  write(offset: number, data: Uint8Array): void | Promise<void>;
 }
 
 /** One registered window. */
 export interface BusRange {
+  /** First address of the window. */
   readonly base: number;
+  /** Length of the window in bytes. */
   readonly size: number;
+  /** Who owns the window (for error messages). */
   readonly name: string;
+  /** The device the window routes to. */
   readonly device: BusDevice;
 }
 
@@ -87,14 +95,14 @@ export class Bus {
     r.device.read(address - r.base, data);
   }
 
-  /** Routes a write; unclaimed writes are dropped. */
-  write(address: number, data: Uint8Array): void {
+  /** Routes a write; unclaimed writes are dropped. Returns the device's promise when it holds the access. */
+  write(address: number, data: Uint8Array): void | Promise<void> {
     const r = this.find(address);
     if (r === undefined) {
       this.unclaimed++;
-      return;
+      return undefined;
     }
-    r.device.write(address - r.base, data);
+    return r.device.write(address - r.base, data);
   }
 }
 

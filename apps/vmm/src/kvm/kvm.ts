@@ -17,13 +17,21 @@ export interface CpuidEntry {
 
 /** What this host's KVM can do, as the VMM uses it. */
 export interface KvmCapabilities {
+  /** KVM_CAP_IRQCHIP: in-kernel PIC, IOAPIC and local APICs. */
   readonly irqchip: boolean;
+  /** KVM_CAP_IRQFD: GSIs raised through eventfds. */
   readonly irqfd: boolean;
+  /** KVM_CAP_IRQFD_RESAMPLE: level-triggered irqfds with an EOI notification. */
   readonly irqfdResample: boolean;
+  /** KVM_CAP_IOEVENTFD: guest writes turned into eventfd signals. */
   readonly ioeventfd: boolean;
+  /** KVM_CAP_SIGNAL_MSI: MSIs injected without a routing table. */
   readonly signalMsi: boolean;
+  /** KVM_CAP_PIT2: the in-kernel PIT. */
   readonly pit2: boolean;
+  /** KVM_CAP_IMMEDIATE_EXIT: kvm_run.immediate_exit, which stopping a vCPU relies on. */
   readonly immediateExit: boolean;
+  /** KVM_CAP_MAX_VCPUS. */
   readonly maxVcpus: number;
 }
 

@@ -10,14 +10,20 @@ import { startWorker } from './worker-url.js';
 export interface ExitHandler {
   /** A port access of `data.length` bytes; for a read (`!isWrite`), fill `data`. */
   pio(port: number, isWrite: boolean, data: Uint8Array): void;
-  /** An MMIO access of `data.length` bytes at guest-physical `address`; for a read, fill `data`. */
-  mmio(address: number, isWrite: boolean, data: Uint8Array): void;
+  /**
+   * An MMIO access of `data.length` bytes at guest-physical `address`; for a
+   * read, fill `data`. A returned promise holds the vCPU in the exit until it settles.
+   */
+  mmio(address: number, isWrite: boolean, data: Uint8Array): void | Promise<void>;
 }
 
 /** The initial state of a vCPU, as KVM structures. */
 export interface VcpuInit {
+  /** struct kvm_cpuid2 for KVM_SET_CPUID2. */
   readonly cpuid: Uint8Array;
+  /** struct kvm_sregs; omitted keeps the reset state (application processors). */
   readonly sregs?: Uint8Array;
+  /** struct kvm_regs; omitted keeps the reset state. */
   readonly regs?: Uint8Array;
 }
 
@@ -118,13 +124,25 @@ export class VcpuThread {
       const wait = waitAsync(mailbox, MAILBOX.state, STATE.RUNNING);
       if (wait.async) await wait.value;
       if (Atomics.load(mailbox, MAILBOX.state) !== STATE.EXIT) continue;
-      this.complete();
+      const held = this.complete();
+      if (held !== undefined) await this.settle(held);
+      if (this.ended) return;
       Atomics.store(mailbox, MAILBOX.state, STATE.RUNNING);
       Atomics.notify(mailbox, MAILBOX.state);
     }
   }
 
-  private complete(): void {
+  /** Waits for a held access; a failure is logged and the access completes anyway. */
+  private async settle(held: Promise<void>): Promise<void> {
+    try {
+      await held;
+    } catch (error) {
+      this.log(`vCPU ${this.id}: device access failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  /** Completes the exit in kvm_run; returns the device's promise when it holds the access. */
+  private complete(): Promise<void> | undefined {
     const run = this.run;
     try {
       if (run.getUint32(RUN.exitReason, true) === EXIT.IO) {
@@ -140,11 +158,12 @@ export class VcpuThread {
         const length = Math.min(run.getUint32(RUN.mmio.len, true), 8);
         const address = Number(run.getBigUint64(RUN.mmio.physAddr, true));
         const isWrite = run.getUint8(RUN.mmio.isWrite) !== 0;
-        this.handler.mmio(address, isWrite, this.exitView(length));
+        return this.handler.mmio(address, isWrite, this.exitView(length)) ?? undefined;
       }
     } catch (error) {
       this.log(`vCPU ${this.id}: device access failed: ${error instanceof Error ? error.message : String(error)}`);
     }
+    return undefined;
   }
 
   /** The kvm_run.mmio.data bytes, as a cached view of each length. */

@@ -5,7 +5,9 @@ import { EFD_FLAGS, libc } from './libc.js';
 
 /** An MSI message: what a device writes, where (x86: 0xFEExxxxx), to interrupt. */
 export interface MsiMessage {
+  /** The MSI address (0xFEExxxxx: destination APIC and mode). */
   readonly address: bigint;
+  /** The MSI data (vector and delivery mode). */
   readonly data: number;
 }
 

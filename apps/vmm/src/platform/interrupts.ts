@@ -26,6 +26,7 @@ export class IrqLine implements InterruptLine {
     readonly gsi: number,
   ) {}
 
+  /** Drives the line; only a change of level reaches KVM. */
   set(level: boolean): void {
     if (level === this.level) return;
     this.level = level;
@@ -60,6 +61,7 @@ export class ResamplingIrqfd implements InterruptLine {
     });
   }
 
+  /** Drives the line: a rising edge writes the trigger eventfd; lowering needs no call. */
   set(level: boolean): void {
     const rising = level && !this.level;
     this.level = level;
@@ -83,6 +85,7 @@ export class ResamplingIrqfd implements InterruptLine {
 export class SignalMsi implements MsiController {
   constructor(private readonly vm: Vm) {}
 
+  /** Sends one message through KVM_SIGNAL_MSI. */
   signal(message: MsiMessage): boolean {
     return this.vm.signalMsi(message);
   }

@@ -4,7 +4,9 @@ import { GUEST, SCRIPT_GUEST_MIN_MEMORY, buildScriptGuest, type Script } from '.
 
 /** A running script guest. */
 export interface ScriptGuestRun {
+  /** The machine running the guest. */
   readonly machine: Machine;
+  /** The guest's COM1 output. */
   readonly console: ConsoleWatcher;
 }
 

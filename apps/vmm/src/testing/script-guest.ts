@@ -25,7 +25,12 @@ import { Assembler, CC, R } from './x86-asm.js';
  *   driver checking its used ring); after any other interrupt the guest sends
  *   the EOI itself and sleeps again, as Linux does for an interrupt with
  *   nothing to do. It prints nothing, so that the driver can acknowledge the
- *   device first.
+ *   device first. A driver must tolerate such interrupts: on kvm_pvm a
+ *   level-triggered IOAPIC interrupt is EOI'd when it is delivered (the local
+ *   APIC's ISR bit is clear and the vector is back in IRR while the handler
+ *   still runs, before the guest's EOI), so the IOAPIC delivers it once more
+ *   while the device still holds the line, and the guest takes that second
+ *   interrupt with InterruptStatus already 0.
  * - PRINT_VECTOR: print the vector of the last interrupt.
  * - END: `cli; hlt` forever (scripts normally power off first).
  */

@@ -14,16 +14,23 @@ const VRING_DESC_F_WRITE = 2;
 
 /** Where a split virtqueue lives in guest memory (spec 2.7). */
 export interface SplitQueueLayout {
+  /** Number of descriptors. */
   readonly size: number;
+  /** Guest-physical address of the descriptor table. */
   readonly desc: number;
+  /** Guest-physical address of the available (driver) ring. */
   readonly avail: number;
+  /** Guest-physical address of the used (device) ring. */
   readonly used: number;
 }
 
 /** One buffer of a descriptor chain. */
 export interface GuestBuffer {
+  /** Guest-physical address of the buffer. */
   readonly address: number;
+  /** Length in bytes. */
   readonly length: number;
+  /** Whether the device writes it (VIRTQ_DESC_F_WRITE). */
   readonly writable: boolean;
 }
 
@@ -35,6 +42,7 @@ export interface GuestBuffer {
  * queue 0's used buffer notifications.
  */
 export interface GuestTransport {
+  /** The vector of queue 0's used buffer notifications. */
   readonly queueVector: number;
   /**
    * Identifies the device, checks the offered feature bits 32-63 against

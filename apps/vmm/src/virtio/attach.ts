@@ -1,6 +1,6 @@
-import { MmioTransport } from '@virtio-ts/transport-mmio';
+import { MmioRegister, MmioTransport } from '@virtio-ts/transport-mmio';
 import { PciCommand, PciConfig, PciTransport, type PciBar } from '@virtio-ts/transport-pci';
-import { VIRTIO_F_RING_RESET, featureBit, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { VIRTIO_F_RING_RESET, featureBit, type VirtioCore, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { accessValue, setAccessValue, type BusDevice, type BusRange } from '../bus/bus.js';
 import type { Machine } from '../machine.js';
 import type { PciFunction } from '../pci/pci-root.js';
@@ -18,7 +18,11 @@ export type AttachedDevice =
  * bus (announced in the DSDT as LNRO0005), a level-triggered GSI, and one
  * ioeventfd per queue on QueueNotify matched on the queue index, so queue
  * notifications do not exit to the VMM. Notification data is not carried
- * (it would change the value the ioeventfds match on).
+ * (it would change the value the ioeventfds match on). A reset (Status 0)
+ * while the device still has I/O in flight holds the writing vCPU until that
+ * I/O is done: a virtio-mmio driver does not poll Status after writing 0, so
+ * the write itself must not complete before the reset has (spec 2.4,
+ * `VirtioCore.resetPending`).
  */
 export function attachMmio(
   machine: Machine,
@@ -39,14 +43,17 @@ export function attachMmio(
   });
   const window: BusDevice = {
     read: (offset, data) => setAccessValue(data, transport.read(offset, data.length)),
-    write: (offset, data) => transport.write(offset, data.length, accessValue(data)),
+    write: (offset, data) => {
+      transport.write(offset, data.length, accessValue(data));
+      return offset === MmioRegister.Status ? transport.core.resetPending : undefined;
+    },
   };
   machine.addMmio(slot.base, slot.size, window, `${name} (virtio-mmio)`);
   for (let queue = 0; queue < device.queueMaxSizes.length; queue++) {
     const notify = (): void => transport.write(transport.notifyAddress - slot.base, 4, queue);
     machine.ioeventfd({ address: transport.notifyAddress, length: 4, datamatch: queue }, notify);
   }
-  machine.onTeardown(() => transport.core.reset());
+  machine.onTeardown(() => resetDevice(transport.core));
   return { kind: 'mmio', transport, name };
 }
 
@@ -116,8 +123,14 @@ export function attachPci(machine: Machine, device: VirtioDevice, name: string, 
     if (bar.kind === 'memory64') transport.configWrite(PciConfig.BASE_ADDRESS_0 + 4 * bar.index + 4, 4, 0);
   }
   transport.configWrite(PciConfig.COMMAND, 2, PciCommand.MEMORY);
-  machine.onTeardown(() => transport.core.reset());
+  machine.onTeardown(() => resetDevice(transport.core));
   return { kind: 'pci', transport, name, slot };
+}
+
+/** Resets the device when the machine ends; settles once I/O still in flight has finished with guest RAM. */
+function resetDevice(core: VirtioCore): Promise<void> | undefined {
+  core.reset();
+  return core.resetPending;
 }
 
 /** Attaches `device` on the transport `kind` (an MMIO device at `mmioBase` when given). */

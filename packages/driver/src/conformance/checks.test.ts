@@ -41,7 +41,7 @@ const hold: InFlightHooks<LoopbackDevice> = {
 /** A loopback device that forgets its reset: held chains are completed into whatever the buffers have become. */
 class ForgetfulDevice extends LoopbackDevice {
   private queue0: Virtqueue | undefined;
-  private kept: DescriptorChain[] = [];
+  protected kept: DescriptorChain[] = [];
 
   override activate(context: ActivationContext): void {
     super.activate(context);
@@ -57,6 +57,27 @@ class ForgetfulDevice extends LoopbackDevice {
     for (const chain of this.kept) chain.writer.fill(chain.writer.remaining, 0xee);
     const n = this.kept.length;
     this.kept = [];
+    return n;
+  }
+}
+
+/**
+ * A device whose reset waits for the chains it holds: they land in the old
+ * buffers, and only then does its status read 0, as spec 2.4 allows.
+ */
+class DrainingDevice extends ForgetfulDevice {
+  private finishReset: (() => void) | undefined;
+
+  override reset(): void | Promise<void> {
+    super.reset();
+    if (this.kept.length === 0) return;
+    return new Promise((resolve) => (this.finishReset = resolve));
+  }
+
+  override releaseHeld(): number {
+    const n = super.releaseHeld();
+    this.finishReset?.();
+    this.finishReset = undefined;
     return n;
   }
 }
@@ -144,6 +165,7 @@ function over(name: string, make: (...args: ConstructorParameters<typeof CoreTra
 describe('conformance checks catch what they exist to catch', () => {
   it.each([false, true])('spec 2.4: a device completing requests after a reset is caught (packed=%s)', async (packed) => {
     await runCheck(options(() => new LoopbackDevice()), resetsWithRequestsInFlight(packed, hold));
+    await runCheck(options(() => new DrainingDevice()), resetsWithRequestsInFlight(packed, hold));
     await expect(runCheck(options(() => new ForgetfulDevice()), resetsWithRequestsInFlight(packed, hold))).rejects.toThrow(
       /old rings and buffers written after the reset/,
     );

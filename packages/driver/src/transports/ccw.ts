@@ -1,4 +1,4 @@
-import { DeviceStatus, type GuestMemory, type QueueConfig } from '@virtio-ts/virtqueue';
+import { DeviceStatus, legacySplitRingLayout, type GuestMemory, type QueueConfig } from '@virtio-ts/virtqueue';
 import type { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import type { DriverTransport, InterruptCause } from '../transport.js';
 
@@ -61,6 +61,17 @@ export interface CcwDriverTransportOptions {
   readonly revision?: number;
   /** Try two-stage (adapter) queue indicators before classic ones, as Linux does. Defaults to true. */
   readonly adapterInterrupts?: boolean;
+  /**
+   * Be a transitional driver, as Linux's virtio_ccw is: after revision 1 try
+   * revision 0, and if the device rejects every revision, drive it as
+   * revision 0 without one (spec 4.3.2.1.3). Revision 0 is the legacy
+   * interface: 32 feature bits, no FEATURES_OK, queues in the legacy layout
+   * ({@link CcwDriverTransport.LEGACY_QUEUE_ALIGN}), and rings and
+   * configuration fields in the guest's byte order, big-endian on s390 (the
+   * caller's rings then use SplitRingDriver's big-endian mode). Defaults to
+   * false: a non-transitional driver, which gives up below revision 1.
+   */
+  readonly legacy?: boolean;
 }
 
 /** The guest's copy of the virtio-ccw command codes (spec 4.3.1.1). */
@@ -100,13 +111,16 @@ const DATA_SIZE = 256;
 /** Queues probed with READ_VQ_CONF (QEMU's VIRTIO_QUEUE_MAX). */
 const MAX_QUEUES = 1024;
 const WORD_LIMIT = 2 ** 31;
+/** The legacy vq_info_block: be64 queue, be32 align, be16 index, be16 num. */
+const LEGACY_VQ_INFO_SIZE = 16;
 
 type Outcome = 'ok' | 'rejected';
 
 /**
  * The guest side of virtio over channel I/O (spec 4.3), as Linux's virtio_ccw
  * drives it: SENSE ID, SET_VIRTIO_REV from the highest revision down, feature
- * words through READ_FEAT/WRITE_FEAT, SET_VQ with the revision 1 vq_info_block,
+ * words through READ_FEAT/WRITE_FEAT, SET_VQ with the revision 1 vq_info_block
+ * (and, with the `legacy` option, revision 0 and its legacy vq_info_block),
  * adapter indicators with a fallback to classic ones, a configuration change
  * indicator, WRITE_STATUS/READ_STATUS, and notifications through DIAGNOSE
  * 0x500. Each operation is a one-CCW channel program in guest memory started on
@@ -118,9 +132,13 @@ type Outcome = 'ok' | 'rejected';
  * means a broken transport and throws.
  */
 export class CcwDriverTransport implements DriverTransport {
+  /** The alignment of a legacy queue's used ring (Linux's KVM_VIRTIO_CCW_RING_ALIGN); see legacySplitRingLayout. */
+  static readonly LEGACY_QUEUE_ALIGN = 4096;
+  /** 'ccw', for test titles. */
   readonly name = 'ccw';
+  /** Guest memory, as the driver sees it. */
   readonly memory: GuestMemory;
-  /** The revision the device accepted. */
+  /** The revision the device accepted; 0 (legacy) also when it accepted no SET_VIRTIO_REV at all. */
   readonly revision: number;
   /** The status of the last channel program. */
   lastResponse: CcwInterruptionResponse | undefined;
@@ -143,6 +161,8 @@ export class CcwDriverTransport implements DriverTransport {
   private queues: number | undefined;
   private running = false;
   private adapterDeferred = false;
+  /** The channel program whose status comes with a later I/O interruption. */
+  private late: { readonly command: number; readonly intparm: number; readonly resolve: (outcome: Outcome) => void; readonly reject: (error: unknown) => void } | undefined;
   private config: Uint8Array = new Uint8Array(0);
   private generation = 0;
 
@@ -171,7 +191,12 @@ export class CcwDriverTransport implements DriverTransport {
       throw new Error(`subchannel control unit type is 0x${cuType.toString(16)}, not virtio-ccw's 0x3832 (spec 4.3.1)`);
     }
     this.controlUnitModel = senseId[3] as number;
-    this.revision = this.negotiateRevision(options.revision ?? 2);
+    this.revision = this.negotiateRevision(options.revision ?? 2, options.legacy ?? false);
+  }
+
+  /** The feature words the revision has: one (32 bits) for the legacy interface (spec 2.2.3), else four. */
+  private get featureWords(): number {
+    return this.revision === 0 ? 1 : 4;
   }
 
   /** Which queue indicators are registered with the device, if any. */
@@ -179,20 +204,39 @@ export class CcwDriverTransport implements DriverTransport {
     return this.indicators;
   }
 
+  /** The control unit model SENSE ID reported: the device ID (spec 4.3.1). */
   deviceId(): number {
     return this.controlUnitModel;
   }
 
-  reset(): void {
-    this.expect(this.command(Command.VDEV_RESET, 0), 'VDEV_RESET');
+  /**
+   * VDEV_RESET. A device still finishing its in-flight I/O completes the
+   * command only afterwards (spec 4.3.3.3.1): its status comes with a later
+   * I/O interruption, as Linux's ccw_io_helper waits for it, and this returns
+   * a promise that settles then. Nothing else may be done to the device until
+   * it has (the subchannel is busy).
+   */
+  reset(): void | Promise<void> {
+    const outcome = this.start(Command.VDEV_RESET, 0);
+    return outcome instanceof Promise ? outcome.then((late) => this.afterReset(late)) : this.afterReset(outcome);
+  }
+
+  private afterReset(outcome: Outcome): void {
+    this.expect(outcome, 'VDEV_RESET');
     this.forgetDevice();
     // spec 4.3.3.3.2: the driver MAY check that the status reads back 0.
     if (this.revision >= 2 && this.getStatus() !== 0) throw new Error('the device status is not 0 after VDEV_RESET (spec 4.3.3.3.1)');
   }
 
+  /**
+   * READ_STATUS (revision 2); before it, the status last written, as Linux
+   * keeps it. While a VDEV_RESET waits for the device the subchannel is busy,
+   * and the status is the one before the reset: it is not 0 until the reset
+   * completes (spec 4.3.3.3.1).
+   */
   getStatus(): number {
     // Before revision 2 there is no READ_STATUS: like Linux, the driver reports the status it last wrote.
-    if (this.revision < 2) return this.statusCache;
+    if (this.revision < 2 || this.late !== undefined) return this.statusCache;
     this.memory.setU8(this.dataAddress, 0);
     this.expect(this.command(Command.READ_STATUS, 1), 'READ_STATUS');
     return this.memory.getU8(this.dataAddress);
@@ -208,9 +252,10 @@ export class CcwDriverTransport implements DriverTransport {
     }
   }
 
+  /** READ_FEAT for each feature word the revision has (spec 4.3.2.4). */
   readDeviceFeatures(): bigint {
     let features = 0n;
-    for (let index = 0; index < 4; index++) {
+    for (let index = 0; index < this.featureWords; index++) {
       this.block.setUint32(0, 0);
       this.block.setUint8(4, index);
       this.putBlock(5);
@@ -222,7 +267,7 @@ export class CcwDriverTransport implements DriverTransport {
 
   /** Writes the feature words; a word the device refuses (after FEATURES_OK) is dropped. */
   writeDriverFeatures(features: bigint): void {
-    for (let index = 0; index < 4; index++) {
+    for (let index = 0; index < this.featureWords; index++) {
       this.block.setUint32(0, Number((features >> BigInt(32 * index)) & 0xffffffffn), true);
       this.block.setUint8(4, index);
       this.putBlock(5);
@@ -240,6 +285,7 @@ export class CcwDriverTransport implements DriverTransport {
     return this.queues;
   }
 
+  /** READ_VQ_CONF: the maximum size of queue `index`, 0 when it does not exist (spec 4.3.2.2). */
   queueMaxSize(index: number): number {
     this.block.setUint16(0, index);
     this.block.setUint16(2, 0);
@@ -248,7 +294,13 @@ export class CcwDriverTransport implements DriverTransport {
     return this.dataView(4).getUint16(2);
   }
 
+  /**
+   * SET_VQ. Under revision 0 only a queue in the legacy layout can be
+   * expressed (legacySplitRingLayout at {@link LEGACY_QUEUE_ALIGN}, the
+   * device's maximum size, as Linux sets them up); anything else returns false untouched.
+   */
   setupQueue(index: number, config: QueueConfig): boolean {
+    if (this.revision === 0) return this.setupLegacyQueue(index, config);
     const b = this.block;
     b.setBigUint64(0, BigInt(config.descAddr));
     b.setUint32(8, 0);
@@ -260,10 +312,27 @@ export class CcwDriverTransport implements DriverTransport {
     return this.command(Command.SET_VQ, 32) === 'ok';
   }
 
+  private setupLegacyQueue(index: number, config: QueueConfig): boolean {
+    const align = CcwDriverTransport.LEGACY_QUEUE_ALIGN;
+    const expected = legacySplitRingLayout(config.descAddr, this.queueMaxSize(index), align);
+    if (config.descAddr % align !== 0 || config.size !== expected.size || config.driverAddr !== expected.driverAddr || config.deviceAddr !== expected.deviceAddr) {
+      return false;
+    }
+    const b = this.block;
+    b.setBigUint64(0, BigInt(config.descAddr));
+    b.setUint32(8, align);
+    b.setUint16(12, index);
+    b.setUint16(14, config.size);
+    this.putBlock(LEGACY_VQ_INFO_SIZE);
+    return this.command(Command.SET_VQ, LEGACY_VQ_INFO_SIZE) === 'ok';
+  }
+
+  /** Throws: channel I/O has no queue reset. */
   resetQueue(): void {
     throw new Error('virtio-ccw has no queue reset: VIRTIO_F_RING_RESET is reserved on channel I/O (spec 4.3.4)');
   }
 
+  /** DIAGNOSE 0x500 subcode 3 with the subchannel ID, the queue index or notification data, and the cookie (spec 4.3.3.2). */
   notify(index: number, data?: number): void {
     const result = this.options.hypercall({
       gpr1: KVM_S390_VIRTIO_CCW_NOTIFY,
@@ -326,6 +395,7 @@ export class CcwDriverTransport implements DriverTransport {
     return this.generation;
   }
 
+  /** The handler gets a queue cause per queue indicator bit found set, and a config cause for the configuration indicator. */
   onInterrupt(handler: (cause: InterruptCause) => void): void {
     this.handler = handler;
   }
@@ -337,7 +407,20 @@ export class CcwDriverTransport implements DriverTransport {
    */
   ioInterrupt(): void {
     if (this.running) return;
-    if (this.subchannel.testSubchannel() !== undefined) this.scanClassic();
+    const response = this.subchannel.testSubchannel();
+    if (response === undefined) return;
+    const late = this.late;
+    if (late !== undefined && response.intparm === late.intparm) {
+      this.late = undefined;
+      // A failure belongs to the waiting reset, not to the channel subsystem delivering the interruption.
+      try {
+        late.resolve(this.conclude(late.command, response, false));
+      } catch (error) {
+        late.reject(error);
+      }
+    } else {
+      this.scanClassic();
+    }
   }
 
   /** The channel subsystem made an adapter interruption pending for `isc`. */
@@ -347,15 +430,18 @@ export class CcwDriverTransport implements DriverTransport {
     else this.scanAdapter();
   }
 
-  private negotiateRevision(highest: number): number {
-    for (let revision = highest; revision >= 1; revision--) {
+  private negotiateRevision(highest: number, legacy: boolean): number {
+    const lowest = legacy ? 0 : 1;
+    for (let revision = highest; revision >= lowest; revision--) {
       this.block.setUint16(0, revision);
       this.block.setUint16(2, 0);
       this.putBlock(4);
       if (this.command(Command.SET_VIRTIO_REV, 4) === 'ok') return revision;
     }
-    // spec 4.3.2.1.3: a non-transitional driver stops here.
-    throw new Error(`the device accepts no virtio-ccw revision in 1..${highest}: legacy devices are not supported`);
+    // spec 4.3.2.1.3: a legacy device knows no SET_VIRTIO_REV; a transitional driver goes on as revision 0,
+    // a non-transitional one stops.
+    if (legacy) return 0;
+    throw new Error(`the device accepts no virtio-ccw revision in 1..${highest}: legacy devices need the driver's legacy option`);
   }
 
   /** Like Linux's find_vqs: adapter indicators if the device takes them, else classic ones; then the configuration indicator. */
@@ -454,6 +540,17 @@ export class CcwDriverTransport implements DriverTransport {
    * interruption, the driver looks at its indicators.
    */
   private command(command: number, count: number, flags = 0, incorrectLengthAllowed = false): Outcome {
+    const outcome = this.start(command, count, flags, incorrectLengthAllowed);
+    if (outcome instanceof Promise) {
+      throw new Error(
+        `no status for CCW command 0x${command.toString(16)} after START SUBCHANNEL: the device completes it later (a reset waiting for in-flight I/O, spec 4.3.3.3.1); reset() waits for that, this command cannot`,
+      );
+    }
+    return outcome;
+  }
+
+  /** {@link command}, or a promise of its outcome when the status comes later, with an I/O interruption. */
+  private start(command: number, count: number, flags = 0, incorrectLengthAllowed = false): Outcome | Promise<Outcome> {
     const ccw = this.ccw;
     ccw.setUint8(0, command);
     ccw.setUint8(1, flags);
@@ -475,9 +572,17 @@ export class CcwDriverTransport implements DriverTransport {
     } finally {
       this.running = false;
     }
-    if (response === undefined || response.intparm !== intparm) {
-      throw new Error(`no status for CCW command 0x${command.toString(16)} after START SUBCHANNEL`);
+    if (response === undefined) {
+      return new Promise((resolve, reject) => (this.late = { command, intparm, resolve, reject }));
     }
+    if (response.intparm !== intparm) {
+      throw new Error(`CCW command 0x${command.toString(16)}: the status is for interruption parameter 0x${response.intparm.toString(16)}`);
+    }
+    return this.conclude(command, response, incorrectLengthAllowed);
+  }
+
+  /** The outcome of `command` from its status; the indicators are looked at, as for every I/O interruption. */
+  private conclude(command: number, response: CcwInterruptionResponse, incorrectLengthAllowed: boolean): Outcome {
     this.lastResponse = response;
     this.scanClassic();
     if (this.adapterDeferred) {

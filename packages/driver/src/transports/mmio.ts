@@ -1,4 +1,5 @@
 import type { GuestMemory, QueueConfig } from '@virtio-ts/virtqueue';
+import { andThen, pollUntil } from '../poll.js';
 import type { DriverTransport, InterruptCause } from '../transport.js';
 
 /**
@@ -11,6 +12,14 @@ export interface MmioRegisterBlock {
   read(offset: number, size: number): number;
   /** Writes the low `size` bytes of `value` at `offset`. */
   write(offset: number, size: number, value: number): void;
+  /**
+   * After a write, a promise while the vCPU that made it stays held: the
+   * device is finishing work the guest expects done when the write returns (a
+   * reset, which Linux's virtio_mmio never polls for). The driver waits for it
+   * as a held vCPU would. `@virtio-ts/transport-mmio`'s MmioTransport reports
+   * it; a block without it finishes every write before returning.
+   */
+  readonly pendingCompletion?: Promise<void> | undefined;
 }
 
 /** Options for {@link MmioDriverTransport}. */
@@ -67,7 +76,9 @@ const FEATURE_PAGES = 4;
  * reports each cause to the handler (spec 4.2.3.4).
  */
 export class MmioDriverTransport implements DriverTransport {
+  /** 'mmio', for test titles. */
   readonly name = 'mmio';
+  /** Guest memory, as the driver sees it. */
   readonly memory: GuestMemory;
   private readonly registers: MmioRegisterBlock;
   private readonly queues: number | undefined;
@@ -99,24 +110,35 @@ export class MmioDriverTransport implements DriverTransport {
     }
   }
 
+  /** DeviceID. */
   deviceId(): number {
     return this.read(DeviceID);
   }
 
-  reset(): void {
+  /**
+   * Status 0, as Linux's vm_reset writes it: with no read-back loop, so the
+   * reset must be complete when the write returns, which a VMM ensures by
+   * holding the vCPU ({@link MmioRegisterBlock.pendingCompletion}).
+   */
+  reset(): void | Promise<void> {
     this.write(Status, 0);
-    const status = this.read(Status);
-    if (status !== 0) throw new Error(`device status is 0x${status.toString(16)} after reset, not 0`);
+    return andThen(this.registers.pendingCompletion, () => {
+      const status = this.read(Status);
+      if (status !== 0) throw new Error(`device status is 0x${status.toString(16)} after reset, not 0; the VMM must hold the vCPU until pendingCompletion settles`);
+    });
   }
 
+  /** Status. */
   getStatus(): number {
     return this.read(Status);
   }
 
+  /** Status. */
   setStatus(status: number): void {
     this.write(Status, status);
   }
 
+  /** DeviceFeatures, page by page through DeviceFeaturesSel. */
   readDeviceFeatures(): bigint {
     let features = 0n;
     for (let page = 0; page < FEATURE_PAGES; page++) {
@@ -126,6 +148,7 @@ export class MmioDriverTransport implements DriverTransport {
     return features;
   }
 
+  /** DriverFeatures, page by page through DriverFeaturesSel. */
   writeDriverFeatures(features: bigint): void {
     for (let page = 0; page < FEATURE_PAGES; page++) {
       this.write(DriverFeaturesSel, page);
@@ -133,6 +156,7 @@ export class MmioDriverTransport implements DriverTransport {
     }
   }
 
+  /** The `queueCount` option, else the queues before the first whose QueueSizeMax reads 0. */
   queueCount(): number {
     if (this.queues !== undefined) return this.queues;
     let count = 0;
@@ -140,6 +164,7 @@ export class MmioDriverTransport implements DriverTransport {
     return count;
   }
 
+  /** QueueSizeMax of queue `index`. */
   queueMaxSize(index: number): number {
     this.write(QueueSel, index);
     return this.read(QueueSizeMax);
@@ -157,11 +182,11 @@ export class MmioDriverTransport implements DriverTransport {
     return this.read(QueueReady) === 1;
   }
 
-  /** Spec 4.2.2.2: write 1 to QueueReset, then the reset is complete once it reads back 0. */
-  resetQueue(index: number): void {
+  /** Spec 4.2.2.2: write 1 to QueueReset; the reset is complete once it reads back 0 (polled, as for PCI's queue_reset). */
+  resetQueue(index: number): void | Promise<void> {
     this.write(QueueSel, index);
     this.write(QueueReset, 1);
-    if (this.read(QueueReset) !== 0) throw new Error(`queue ${index} reset did not complete`);
+    return pollUntil(() => this.read(QueueReset) === 0, `queue ${index}: QueueReset did not read 0`);
   }
 
   /** Spec 4.2.3.3: the queue index, or the notification data (index in bits 0-15) when negotiated. */
@@ -169,6 +194,7 @@ export class MmioDriverTransport implements DriverTransport {
     this.write(QueueNotify, data ?? index);
   }
 
+  /** The configuration space from 0x100, in the widest naturally aligned accesses that fit (spec 4.2.2.2). */
   readConfig(offset: number, length: number): Uint8Array {
     const data = new Uint8Array(length);
     const view = new DataView(data.buffer);
@@ -183,6 +209,7 @@ export class MmioDriverTransport implements DriverTransport {
     return data;
   }
 
+  /** The configuration space from 0x100, in the widest naturally aligned accesses that fit. */
   writeConfig(offset: number, data: Uint8Array): void {
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     for (let at = 0; at < data.length; ) {
@@ -193,10 +220,12 @@ export class MmioDriverTransport implements DriverTransport {
     }
   }
 
+  /** ConfigGeneration. */
   configGeneration(): number {
     return this.read(ConfigGeneration);
   }
 
+  /** The handler gets each cause InterruptStatus reports; queue causes name no queue, as one line serves them all. */
   onInterrupt(handler: (cause: InterruptCause) => void): void {
     this.handler = handler;
   }

@@ -1,4 +1,5 @@
 import { legacySplitRingLayout, type GuestMemory, type QueueConfig } from '@virtio-ts/virtqueue';
+import { andThen, pollUntil } from '../poll.js';
 import type { DriverTransport, InterruptCause } from '../transport.js';
 
 /**
@@ -20,6 +21,14 @@ export interface PciFunctionAccess {
   ioRead(port: number, size: number): number | undefined;
   /** I/O port write; false if the function does not decode the port. */
   ioWrite(port: number, size: number, value: number): boolean;
+  /**
+   * After a write, a promise while the vCPU that made it stays held: the
+   * function is finishing work the guest expects done when the write returns
+   * (a reset through the legacy interface, which Linux's virtio_pci_legacy does
+   * not poll for). `@virtio-ts/transport-pci`'s PciTransport reports it; a
+   * function without it finishes every write before returning.
+   */
+  readonly pendingCompletion?: Promise<void> | undefined;
 }
 
 /** Options for the PCI driver backends. */
@@ -145,6 +154,7 @@ interface VirtioCaps {
  * routed back to queues and configuration changes, or INTx with the ISR status.
  */
 abstract class PciDriverBase {
+  /** Guest memory, as the driver sees it. */
   readonly memory: GuestMemory;
   /** The function under test. */
   readonly fn: PciFunctionAccess;
@@ -196,6 +206,7 @@ abstract class PciDriverBase {
     if ((isr & 2) !== 0) this.handler({ kind: 'config' });
   }
 
+  /** The handler gets each cause: per queue with MSI-X vectors of their own, unattributed over INTx or shared vectors. */
   onInterrupt(handler: (cause: InterruptCause) => void): void {
     this.handler = handler;
   }
@@ -333,6 +344,7 @@ abstract class PciDriverBase {
  * the common configuration.
  */
 export class PciDriverTransport extends PciDriverBase implements DriverTransport {
+  /** 'pci', for test titles. */
   readonly name = 'pci';
   private readonly access: 'bar' | 'pci-cfg';
   private readonly common: Structure;
@@ -354,33 +366,37 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     this.setupInterrupts(options);
   }
 
+  /** The Device ID less 0x1040 (a modern ID), or the transitional ID as it is. */
   deviceId(): number {
     const id = this.fn.configRead(0x02, 2);
     return id >= 0x1040 ? id - 0x1040 : id;
   }
 
-  reset(): void {
+  /** device_status 0, then (spec 4.1.4.3.2) waits until it reads 0 before reinitialising, as Linux's vp_reset polls it. */
+  reset(): void | Promise<void> {
     this.write(this.common, Common.STATUS, 1, 0);
-    // spec 4.1.4.3.2: wait until device_status reads 0 before reinitialising.
-    for (let i = 0; this.read(this.common, Common.STATUS, 1) !== 0; i++) {
-      if (i > 1000) throw new Error('device_status did not read 0 after reset');
-    }
-    // Reset unmapped every event (spec 4.1.5.1.2.1): map configuration changes again, and check it took.
-    if (this.vectorsInUse > 0) {
-      this.write(this.common, Common.MSIX, 2, this.configVector);
-      if (this.read(this.common, Common.MSIX, 2) !== this.configVector) throw new Error('config_msix_vector mapping failed');
-    }
-    this.queueVectors.clear();
+    const finished = pollUntil(() => this.read(this.common, Common.STATUS, 1) === 0, 'device_status did not read 0 after reset');
+    return andThen(finished, () => {
+      // Reset unmapped every event (spec 4.1.5.1.2.1): map configuration changes again, and check it took.
+      if (this.vectorsInUse > 0) {
+        this.write(this.common, Common.MSIX, 2, this.configVector);
+        if (this.read(this.common, Common.MSIX, 2) !== this.configVector) throw new Error('config_msix_vector mapping failed');
+      }
+      this.queueVectors.clear();
+    });
   }
 
+  /** device_status. */
   getStatus(): number {
     return this.read(this.common, Common.STATUS, 1);
   }
 
+  /** device_status. */
   setStatus(status: number): void {
     this.write(this.common, Common.STATUS, 1, status);
   }
 
+  /** device_feature, page by page through device_feature_select. */
   readDeviceFeatures(): bigint {
     let features = 0n;
     for (let page = 0; page < 4; page++) {
@@ -390,6 +406,7 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     return features;
   }
 
+  /** driver_feature, page by page through driver_feature_select. */
   writeDriverFeatures(features: bigint): void {
     for (let page = 0; page < 4; page++) {
       this.write(this.common, Common.GFSELECT, 4, page);
@@ -397,15 +414,18 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     }
   }
 
+  /** num_queues. */
   queueCount(): number {
     return this.read(this.common, Common.NUMQ, 2);
   }
 
+  /** queue_size of queue `index`, which holds the maximum until the driver writes it (spec 4.1.4.3.1). */
   queueMaxSize(index: number): number {
     this.write(this.common, Common.Q_SELECT, 2, index);
     return this.read(this.common, Common.Q_SIZE, 2);
   }
 
+  /** Spec 4.1.5.1.3: size, the three areas, the MSI-X vector (read back to check it took), the notify offset, then queue_enable. */
   setupQueue(index: number, config: QueueConfig): boolean {
     const c = this.common;
     this.write(c, Common.Q_SELECT, 2, index);
@@ -428,15 +448,23 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     return this.read(c, Common.Q_ENABLE, 2) === 1;
   }
 
-  resetQueue(index: number): void {
+  /**
+   * queue_reset 1, then (spec 4.1.4.3.2) waits until it reads 0, and until
+   * queue_enable does, as Linux's vp_modern_set_queue_reset polls them.
+   */
+  resetQueue(index: number): void | Promise<void> {
     this.write(this.common, Common.Q_SELECT, 2, index);
     this.write(this.common, Common.Q_RESET, 2, 1);
-    for (let i = 0; this.read(this.common, Common.Q_RESET, 2) !== 0; i++) {
-      if (i > 1000) throw new Error(`queue ${index}: queue_reset did not read 0`);
-    }
-    this.queueVectors.delete(index);
+    const finished = pollUntil(
+      () => this.read(this.common, Common.Q_RESET, 2) === 0 && this.read(this.common, Common.Q_ENABLE, 2) === 0,
+      `queue ${index}: queue_reset and queue_enable did not read 0`,
+    );
+    return andThen(finished, () => {
+      this.queueVectors.delete(index);
+    });
   }
 
+  /** A write at the queue's notify address: the 16-bit index, or 32 bits of notification data (spec 4.1.5.2). */
   notify(index: number, data?: number): void {
     const offset = this.notifyOffsets.get(index) ?? 0;
     // spec 4.1.5.2: a 16-bit queue index, or 32 bits of notification data.
@@ -444,6 +472,7 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     else this.write(this.notifyArea, offset, 4, data);
   }
 
+  /** The device configuration structure, in the widest naturally aligned accesses that fit. */
   readConfig(offset: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
     const view = new DataView(out.buffer);
@@ -459,6 +488,7 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     return out;
   }
 
+  /** The device configuration structure, in the widest naturally aligned accesses that fit. */
   writeConfig(offset: number, data: Uint8Array): void {
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     const device = this.deviceArea();
@@ -470,6 +500,7 @@ export class PciDriverTransport extends PciDriverBase implements DriverTransport
     }
   }
 
+  /** config_generation. */
   configGeneration(): number {
     return this.read(this.common, Common.GENERATION, 1);
   }
@@ -535,6 +566,7 @@ export function legacyPciQueueLayout(descAddr: number, size: number): QueueConfi
  * a header that grows by 4 bytes while MSI-X is enabled.
  */
 export class PciLegacyDriverTransport extends PciDriverBase implements DriverTransport {
+  /** 'pci-legacy', for test titles. */
   readonly name = 'pci-legacy';
   private readonly port: number;
 
@@ -555,30 +587,40 @@ export class PciLegacyDriverTransport extends PciDriverBase implements DriverTra
     return this.fn.configRead(0x2e, 2);
   }
 
-  reset(): void {
+  /**
+   * Status 0, then one read to flush the write, as Linux's legacy vp_reset
+   * does: it does not poll, so the reset must be complete when the write
+   * returns, which a VMM ensures by holding the vCPU ({@link PciFunctionAccess.pendingCompletion}).
+   */
+  reset(): void | Promise<void> {
     this.out(Legacy.STATUS, 1, 0);
-    for (let i = 0; this.in(Legacy.STATUS, 1) !== 0; i++) {
-      if (i > 1000) throw new Error('status did not read 0 after reset');
-    }
-    if (this.vectorsInUse > 0) {
-      this.out(Legacy.CONFIG_VECTOR, 2, this.configVector);
-      if (this.in(Legacy.CONFIG_VECTOR, 2) !== this.configVector) throw new Error('legacy config vector mapping failed');
-    }
-    this.queueVectors.clear();
+    return andThen(this.fn.pendingCompletion, () => {
+      const status = this.in(Legacy.STATUS, 1);
+      if (status !== 0) throw new Error(`status is 0x${status.toString(16)} after reset, not 0; the VMM must hold the vCPU until pendingCompletion settles`);
+      if (this.vectorsInUse > 0) {
+        this.out(Legacy.CONFIG_VECTOR, 2, this.configVector);
+        if (this.in(Legacy.CONFIG_VECTOR, 2) !== this.configVector) throw new Error('legacy config vector mapping failed');
+      }
+      this.queueVectors.clear();
+    });
   }
 
+  /** Device Status. */
   getStatus(): number {
     return this.in(Legacy.STATUS, 1);
   }
 
+  /** Device Status. */
   setStatus(status: number): void {
     this.out(Legacy.STATUS, 1, status);
   }
 
+  /** Device Features: 32 bits only. */
   readDeviceFeatures(): bigint {
     return BigInt(this.in(Legacy.HOST_FEATURES, 4));
   }
 
+  /** Driver Features: the low 32 bits. */
   writeDriverFeatures(features: bigint): void {
     this.out(Legacy.GUEST_FEATURES, 4, Number(features & 0xffffffffn));
   }
@@ -590,6 +632,7 @@ export class PciLegacyDriverTransport extends PciDriverBase implements DriverTra
     return count;
   }
 
+  /** Queue Size of queue `index`: fixed by the device. */
   queueMaxSize(index: number): number {
     this.out(Legacy.QUEUE_SEL, 2, index);
     return this.in(Legacy.QUEUE_NUM, 2);
@@ -618,16 +661,19 @@ export class PciLegacyDriverTransport extends PciDriverBase implements DriverTra
     this.queueVectors.delete(index);
   }
 
+  /** Queue Notify with the queue index. */
   notify(index: number): void {
     this.out(Legacy.QUEUE_NOTIFY, 2, index);
   }
 
+  /** Device configuration after the header, byte by byte. */
   readConfig(offset: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
     for (let i = 0; i < length; i++) out[i] = this.in(this.configBase() + offset + i, 1);
     return out;
   }
 
+  /** Device configuration after the header, byte by byte. */
   writeConfig(offset: number, data: Uint8Array): void {
     data.forEach((byte, i) => this.out(this.configBase() + offset + i, 1, byte));
   }

@@ -2,7 +2,7 @@ import { constants, promises as fsp, read, readv, write, writev } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises';
 import type { BlockBackend } from '../backend.js';
 import { SECTOR_SIZE } from '../constants.js';
-import { ErrnoError, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, LOCK_EX, LOCK_NB, LOCK_SH, libc, type Libc } from './libc.js';
+import { ErrnoError, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, LOCK_EX, LOCK_NB, LOCK_SH, loadLibc, type Libc } from './libc.js';
 
 /** Options for {@link FileBackend.open}. */
 export interface FileBackendOptions {
@@ -14,7 +14,10 @@ export interface FileBackendOptions {
    * descriptor (Linux keeps the two coherent).
    */
   readonly direct?: boolean;
-  /** Take an flock(2) so no other process opens the image at the same time (Linux). Defaults to true. */
+  /**
+   * Take an flock(2) so no other process opens the image at the same time
+   * (Linux, with the optional dependency koffi installed). Defaults to true.
+   */
   readonly lock?: boolean;
 }
 
@@ -41,10 +44,13 @@ const ZERO_CHUNK = 1 << 20;
  * the descriptor: it does about twice the operations per second of
  * FileHandle's promise API. FLUSH is fdatasync; DISCARD
  * punches holes and WRITE_ZEROES uses FALLOC_FL_ZERO_RANGE (or a hole with
- * unmap) where the file system supports them, and writes zeroes otherwise.
+ * unmap) where the file system supports them and koffi is installed, and
+ * writes zeroes otherwise.
  */
 export class FileBackend implements BlockBackend {
+  /** The image cannot be written. */
   readonly readOnly: boolean;
+  /** Holes can be punched (Linux, koffi installed, and a file system that supports it). */
   readonly canUnmap: boolean;
   /** The path the image was opened from. */
   readonly path: string;
@@ -58,13 +64,13 @@ export class FileBackend implements BlockBackend {
   private zeroes: Uint8Array | undefined;
   private closed = false;
 
-  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, punchHole: boolean) {
+  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, c: Libc | null, punchHole: boolean) {
     this.path = path;
     this.handle = handle;
     this.buffered = buffered;
     this.bytes = size;
     this.readOnly = readOnly;
-    this.libc = libc();
+    this.libc = c;
     this.punchHole = punchHole;
     this.zeroRange = this.libc !== null && !readOnly;
     this.canUnmap = punchHole;
@@ -88,7 +94,7 @@ export class FileBackend implements BlockBackend {
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new ImageError('unsupported', `image ${path} is not a regular file: give the path of a raw disk image file`);
-      const c = libc();
+      const c = await loadLibc();
       if (options.lock ?? true) lockImage(c, handle.fd, path, readOnly);
       const size = stat.size;
       if (size < SECTOR_SIZE) {
@@ -96,7 +102,7 @@ export class FileBackend implements BlockBackend {
       }
       if (direct) buffered = await fsp.open(path, readOnly ? constants.O_RDONLY : constants.O_RDWR);
       const punchHole = !readOnly && (await probePunchHole(c, handle.fd, size));
-      return new FileBackend(path, handle, buffered, size, readOnly, punchHole);
+      return new FileBackend(path, handle, buffered, size, readOnly, c, punchHole);
     } catch (error) {
       await buffered?.close();
       await handle.close();
@@ -104,28 +110,34 @@ export class FileBackend implements BlockBackend {
     }
   }
 
+  /** Size of the image in bytes. */
   get size(): number {
     return this.bytes;
   }
 
+  /** Reads the file at `offset` straight into `buffers` (guest memory). */
   read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     return this.transfer(offset, buffers, false);
   }
 
+  /** Writes `buffers` (guest memory) straight to the file at `offset`. */
   write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
     return this.transfer(offset, buffers, true);
   }
 
+  /** fdatasync: every write that completed before is durable. */
   async flush(): Promise<void> {
     // The buffered descriptor shares the file: one fdatasync covers writes made through either.
     await this.handle.datasync();
   }
 
+  /** Punches a hole where it can; otherwise nothing (DISCARD is a hint). */
   async discard(offset: number, length: number): Promise<void> {
     // Discard is a hint (spec 5.2.6.2: the device MAY deallocate): without hole punching there is nothing to do.
     if (this.punchHole) await this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
   }
 
+  /** Zeroes the range: a hole with `unmap` where possible, else FALLOC_FL_ZERO_RANGE, else written zeroes. */
   async writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
     if (unmap && this.punchHole && (await this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))) return;
     if (this.zeroRange && (await this.fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length))) return;
@@ -135,6 +147,7 @@ export class FileBackend implements BlockBackend {
     }
   }
 
+  /** Truncates or extends the file to `size` bytes. */
   async resize(size: number): Promise<void> {
     if (this.readOnly) throw new Error(`image ${this.path} is open read-only and cannot be resized`);
     if (!Number.isSafeInteger(size) || size < SECTOR_SIZE) throw new RangeError(`image size ${size} is not an integer of at least ${SECTOR_SIZE}`);

@@ -1,4 +1,12 @@
-import koffi from 'koffi';
+import type KoffiModule from 'koffi';
+
+/**
+ * The libc calls Node does not expose (fallocate for hole punching, flock for
+ * image locking), through koffi. koffi is an optional peer dependency: the
+ * browser part never loads it, and the file backend works without it,
+ * writing zeroes instead of punching holes and taking no lock.
+ */
+type Koffi = typeof KoffiModule;
 
 /** fallocate(2) modes (linux/falloc.h). */
 export const FALLOC_FL_KEEP_SIZE = 0x01;
@@ -21,8 +29,8 @@ export class ErrnoError extends Error {
   /** Its name, e.g. 'EOPNOTSUPP'. */
   readonly code: string;
 
-  constructor(call: string, errno: number) {
-    const code = errnoName(errno);
+  /** `call` failed with `errno`, whose name is `code`. */
+  constructor(call: string, errno: number, code: string) {
     super(`${call} failed: ${code}`);
     this.name = 'ErrnoError';
     this.errno = errno;
@@ -38,39 +46,55 @@ export interface Libc {
   flock(fd: number, operation: number): void;
 }
 
-let cached: Libc | null | undefined;
+/** Printed once when koffi is missing on Linux: what is lost and how to get it back. */
+export const NO_KOFFI_WARNING =
+  'koffi is not installed: @virtio-ts/virtio-blk/node opens images without an flock lock and writes zeroes instead of punching holes; install koffi (npm install koffi) to get both';
 
-/** The libc bindings, or null where they are unavailable (not Linux, or no glibc). */
-export function libc(): Libc | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  if (process.platform !== 'linux') return cached;
+let loading: Promise<Libc | null> | undefined;
+
+/**
+ * The libc bindings, or null where they are unavailable: not Linux, no glibc,
+ * or koffi not installed (then a process warning, {@link NO_KOFFI_WARNING}, says so once).
+ */
+export function loadLibc(): Promise<Libc | null> {
+  loading ??= bind();
+  return loading;
+}
+
+async function bind(): Promise<Libc | null> {
+  if (process.platform !== 'linux') return null;
+  let koffi: Koffi;
+  try {
+    koffi = (await import('koffi')).default;
+  } catch {
+    process.emitWarning(NO_KOFFI_WARNING, { code: 'VIRTIO_BLK_NO_KOFFI' });
+    return null;
+  }
   let lib;
   try {
     lib = koffi.load('libc.so.6');
   } catch {
-    return cached;
+    return null;
   }
   const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   const flock = lib.func('int flock(int fd, int operation)');
-  cached = {
+  return {
     fallocate: (fd, mode, offset, length) =>
       new Promise((resolve, reject) => {
         fallocate.async(fd, mode, offset, length, (error: unknown, result: number) => {
           // koffi restores the worker thread's errno around this callback.
           if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
-          else if (result !== 0) reject(new ErrnoError('fallocate', koffi.errno()));
+          else if (result !== 0) reject(new ErrnoError('fallocate', koffi.errno(), errnoName(koffi, koffi.errno())));
           else resolve();
         });
       }),
     flock: (fd, operation) => {
-      if ((flock(fd, operation) as number) !== 0) throw new ErrnoError('flock', koffi.errno());
+      if ((flock(fd, operation) as number) !== 0) throw new ErrnoError('flock', koffi.errno(), errnoName(koffi, koffi.errno()));
     },
   };
-  return cached;
 }
 
-function errnoName(errno: number): string {
+function errnoName(koffi: Koffi, errno: number): string {
   for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
   return `errno ${errno}`;
 }

@@ -1,0 +1,78 @@
+/**
+ * Reads an `strace -f -y -xx` log into the system calls the crash test needs
+ * to see: writes and syncs on the image, and the lines the device's process
+ * printed. With -xx every string and path is hex-escaped, so no argument
+ * contains the parentheses or brackets the parser splits on.
+ */
+import { spawnSync } from 'node:child_process';
+
+/** One completed system call, in the order strace saw it enter and return. */
+export interface TracedCall {
+  readonly name: string;
+  /** The path (or pipe) strace printed for the first argument, a descriptor, decoded. */
+  readonly target: string;
+  /** The arguments after the descriptor, as printed. */
+  readonly args: string;
+  readonly result: number;
+  /** Line numbers of the entry and the return in the log: the order of events. */
+  readonly entry: number;
+  readonly exit: number;
+}
+
+/** Whether strace can trace a process here (it is installed and ptrace is allowed). */
+export function straceWorks(): boolean {
+  const probe = spawnSync('strace', ['-o', '/dev/null', 'true'], { stdio: 'ignore' });
+  return probe.error === undefined && probe.status === 0;
+}
+
+const CALL = /^(\d+)\s+(\w+)\((\d+)<([^>]*)>(.*)$/;
+const RESUMED = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$/;
+const UNFINISHED = ' <unfinished ...>';
+/** The end of a completed call: `) = result`, padded with spaces to a column. */
+const RETURN = /\)\s+=\s+(-?\d+)[^)]*$/;
+
+/** The completed calls in `log`; entries without a return (the process was killed) are left out. */
+export function parseTrace(log: string): TracedCall[] {
+  const calls: TracedCall[] = [];
+  const open = new Map<string, { name: string; target: string; args: string; entry: number }>();
+  log.split('\n').forEach((line, n) => {
+    const call = CALL.exec(line);
+    if (call !== null) {
+      const [, pid, name, , target, rest] = call as unknown as [string, string, string, string, string, string];
+      if (rest.endsWith(UNFINISHED)) {
+        open.set(pid, { name, target: unhex(target), args: rest.slice(0, -UNFINISHED.length), entry: n });
+        return;
+      }
+      const end = RETURN.exec(rest);
+      if (end !== null) calls.push({ name, target: unhex(target), args: rest.slice(0, end.index), result: Number(end[1]), entry: n, exit: n });
+      return;
+    }
+    const resumed = RESUMED.exec(line);
+    if (resumed === null) return;
+    const [, pid, name, rest] = resumed as unknown as [string, string, string, string];
+    const started = open.get(pid);
+    const end = RETURN.exec(rest);
+    if (started === undefined || started.name !== name || end === null) return;
+    open.delete(pid);
+    calls.push({ ...started, args: started.args + rest.slice(0, end.index), result: Number(end[1]), exit: n });
+  });
+  return calls.sort((a, b) => a.exit - b.exit);
+}
+
+/** The last argument of a positional write (pwrite64, pwritev, pwritev2 print it last but for pwritev2's flags). */
+export function writeOffset(call: TracedCall): number {
+  const parts = call.args.split(', ');
+  const last = call.name === 'pwritev2' ? parts[parts.length - 2] : parts[parts.length - 1];
+  return Number(last);
+}
+
+/** The text of a write(2) whose buffer strace printed as hex (`"\x41\x43..."`). */
+export function writtenText(call: TracedCall): string {
+  const quoted = /"((?:\\x[0-9a-f]{2})*)"/.exec(call.args);
+  return quoted === null ? '' : unhex(quoted[1] ?? '');
+}
+
+/** Decodes strace's `\xNN` escapes. */
+function unhex(escaped: string): string {
+  return escaped.replace(/\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+}
