@@ -3,6 +3,7 @@
  * programs: revisions, features, status, configuration, queues, indicators,
  * DIAGNOSE 0x500 notifications and reset, with the refusals the spec requires.
  */
+import { SlowResetDevice } from '@virtio-ts/driver/conformance';
 import { LoopbackDevice } from '@virtio-ts/driver';
 import {
   DeviceStatus,
@@ -20,7 +21,6 @@ import { CcwCommand, CcwFlag, ConditionCode, SubchannelStatus, diagnose500 } fro
 import {
   DATA,
   END,
-  HeldResetDevice,
   PROGRAM,
   RAM,
   SUBCHANNEL_ID,
@@ -477,9 +477,9 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     expect(rig.transport.revision).toBe(2);
   });
 
-  /** A running device whose reset waits for its in-flight I/O (HeldResetDevice), with queue 0 and indicators set up. */
-  function heldRig(): TransportRig & { device: HeldResetDevice } {
-    const device = new HeldResetDevice();
+  /** A running device whose reset waits for its in-flight I/O (SlowResetDevice), with queue 0 and indicators set up. */
+  function heldRig(): TransportRig & { device: SlowResetDevice } {
+    const device = new SlowResetDevice();
     const rig = transportRig({ device });
     negotiated(rig);
     setQueue(rig, 0, ring());
@@ -493,7 +493,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     const rig = heldRig();
     writeProgram(rig.memory, [{ command: CcwCommand.VDEV_RESET, count: 0 }]);
     expect(rig.transport.startSubchannel(PROGRAM, 0x77)).toBe(ConditionCode.STARTED);
-    expect(rig.device.resetsHeld).toBe(1);
+    expect(rig.device.resetsUnderWay).toBe(1);
     expect(rig.transport.testSubchannel()).toBeUndefined();
     expect(rig.ioInterrupts).toEqual([]);
     expect(rig.transport.busy).toBe(true);
@@ -503,7 +503,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     expect(rig.transport.enabled).toBe(true);
     await settle();
     expect(rig.ioInterrupts).toEqual([]);
-    rig.device.finishReset();
+    rig.device.finishResets();
     await settle();
     expect(rig.transport.core.status).toBe(0);
     expect(rig.ioInterrupts).toEqual([0x77]);
@@ -521,7 +521,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     ]);
     expect(rig.transport.startSubchannel(PROGRAM, 5)).toBe(ConditionCode.STARTED);
     expect(rig.transport.core.status).toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-    rig.device.finishReset();
+    rig.device.finishResets();
     await settle();
     expect(rig.transport.testSubchannel()).toMatchObject({ intparm: 5, deviceStatus: END, subchannelStatus: 0, ccwAddress: PROGRAM + 16 });
     expect(rig.transport.core.status).toBe(ACKNOWLEDGE);
@@ -533,7 +533,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     writeProgram(rig.memory, [{ command: CcwCommand.WRITE_STATUS, count: 1 }]);
     expect(rig.transport.startSubchannel(PROGRAM, 9)).toBe(ConditionCode.STARTED);
     expect(rig.transport.testSubchannel()).toBeUndefined();
-    rig.device.finishReset();
+    rig.device.finishResets();
     await settle();
     expect(rig.transport.testSubchannel()).toMatchObject({ intparm: 9, deviceStatus: END });
     rig2ReadsStatus(rig, 0);
@@ -545,7 +545,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
     expect(rig.transport.startSubchannel(PROGRAM, 3)).toBe(ConditionCode.STARTED);
     rig.transport.reset();
     expect(rig.transport.busy).toBe(false);
-    rig.device.finishReset();
+    rig.device.finishResets();
     await settle();
     expect(rig.ioInterrupts).toEqual([]);
     expect(rig.transport.statusPending).toBe(false);

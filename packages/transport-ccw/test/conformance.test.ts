@@ -3,41 +3,12 @@
  * loopback device: revision 2 with adapter indicators and with classic ones,
  * and revision 1, which has no READ_STATUS.
  */
-import { LoopbackDevice, type VirtioDriver } from '@virtio-ts/driver';
-import { CheckSkipped, conformanceChecks, describeVirtioConformance, runCheck, type ConformanceOptions } from '@virtio-ts/driver/conformance';
-import { describe, expect, it } from 'vitest';
+import type { LoopbackDevice } from '@virtio-ts/driver';
+import { CheckSkipped, conformanceChecks, describeVirtioConformance, loopbackConformance, runCheck, type ConformanceOptions } from '@virtio-ts/driver/conformance';
+import { describe, it } from 'vitest';
 import { ccwTransportFactory } from '../src/testing.js';
 
-const encoder = new TextEncoder();
-
-const options: ConformanceOptions<LoopbackDevice> = {
-  name: 'LoopbackDevice over virtio-ccw',
-  transports: [ccwTransportFactory(), ccwTransportFactory({ adapterInterrupts: false })],
-  createDevice: () => new LoopbackDevice(),
-  exercise: async (driver: VirtioDriver) => {
-    const text = encoder.encode(`ccw loopback ${driver.packed ? 'packed' : 'split'}`);
-    const result = await driver.queue(0).request([text.subarray(0, 4), text.subarray(4)], [5, text.length]);
-    expect(result.len).toBe(text.length);
-    expect(result.data).toEqual(text);
-  },
-  inFlight: {
-    submit: (driver, device) => {
-      device.holdRequests = true;
-      const queue = driver.queue(0);
-      for (let i = 0; i < 3; i++) {
-        queue.add([
-          { addr: driver.allocate(8), len: 8, writable: false },
-          { addr: driver.allocate(8), len: 8, writable: true },
-        ]);
-      }
-      queue.kick();
-    },
-    settle: (device) => {
-      device.holdRequests = false;
-      expect(device.releaseHeld()).toBe(0);
-    },
-  },
-};
+const options: ConformanceOptions<LoopbackDevice> = loopbackConformance('LoopbackDevice over virtio-ccw', [ccwTransportFactory(), ccwTransportFactory({ adapterInterrupts: false })]);
 
 describeVirtioConformance(options);
 

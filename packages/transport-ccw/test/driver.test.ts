@@ -3,6 +3,7 @@
  * through channel programs and moves requests through split and packed rings,
  * over both revisions and both kinds of queue indicators.
  */
+import { SlowResetDevice } from '@virtio-ts/driver/conformance';
 import type { LoopbackDevice} from '@virtio-ts/driver';
 import { type InterruptCause } from '@virtio-ts/driver';
 import {
@@ -16,7 +17,7 @@ import {
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { HeldResetDevice, driverRig, RAM, settle, type DriverRig, type RigOptions } from './harness.js';
+import { driverRig, RAM, settle, type DriverRig, type RigOptions } from './harness.js';
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
 const ALL_FEATURES = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA);
@@ -166,7 +167,7 @@ describe('virtio-ccw end to end with the guest driver', () => {
   });
 
   it('spec 4.3.3.3.1: the driver waits for a VDEV_RESET that completes only once the device has finished', async () => {
-    const device = new HeldResetDevice({ features: ALL_FEATURES });
+    const device = new SlowResetDevice({ features: ALL_FEATURES });
     const guest = initialise({ device });
     echo(guest, 2);
     const resetting = guest.driver.reset();
@@ -178,7 +179,7 @@ describe('virtio-ccw end to end with the guest driver', () => {
     expect(guest.transport.busy).toBe(true);
     expect(guest.driver.getStatus(), 'the status before the reset, until it completes').toBe(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     expect(() => guest.driver.queueMaxSize(0), 'the subchannel is busy meanwhile').toThrow(/condition code 2/);
-    device.finishReset();
+    device.finishResets();
     await resetting;
     expect(guest.transport.busy).toBe(false);
     expect(guest.transport.core.status).toBe(0);

@@ -42,30 +42,6 @@ export class LegacyLoopbackDevice extends LoopbackDevice {
   ];
 }
 
-/**
- * A loopback device still finishing in-flight I/O when it is reset: reset()
- * returns a promise that settles at {@link finishReset}, and until then the
- * device status stays non-zero (spec 2.4).
- */
-export class HeldResetDevice extends LoopbackDevice {
-  private finishing: (() => void)[] = [];
-
-  /** Resets still waiting for {@link finishReset}. */
-  get resetsHeld(): number {
-    return this.finishing.length;
-  }
-
-  override reset(): Promise<void> {
-    super.reset();
-    return new Promise((resolve) => this.finishing.push(resolve));
-  }
-
-  /** The in-flight I/O is done: every held reset completes. */
-  finishReset(): void {
-    for (const resolve of this.finishing.splice(0)) resolve();
-  }
-}
-
 /** Lets every promise reaction that is already due run (a reset completing, the channel program resuming). */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));

@@ -8,6 +8,7 @@
  * decode, or a channel program that never completes. The device is modern,
  * transitional (revision 0 too), or one whose reset waits for in-flight I/O.
  */
+import { SlowResetDevice } from '@virtio-ts/driver/conformance';
 import { LoopbackDevice } from '@virtio-ts/driver';
 import {
   DeviceStatus,
@@ -31,7 +32,7 @@ import {
   diagnose500,
   type InterruptionResponse,
 } from '../src/index.js';
-import { DATA, HeldResetDevice, LegacyLoopbackDevice, PROGRAM, RAM, SUBCHANNEL_ID, settle, transportRig, writeProgram, type TransportRig } from './harness.js';
+import { DATA, LegacyLoopbackDevice, PROGRAM, RAM, SUBCHANNEL_ID, settle, transportRig, writeProgram, type TransportRig } from './harness.js';
 
 const END = UnitStatus.CHANNEL_END | UnitStatus.DEVICE_END;
 const STATUS_BITS = Object.values(DeviceStatus).reduce((a, b) => a | b, 0);
@@ -267,7 +268,7 @@ async function apply(rig: TransportRig, device: LoopbackDevice, o: Op): Promise<
       rig.transport.setEnabled(true);
       return [];
     case 'finishReset':
-      if (device instanceof HeldResetDevice) device.finishReset();
+      if (device instanceof SlowResetDevice) device.finishResets();
       await settle();
       return [];
   }
@@ -289,7 +290,7 @@ const deviceKind = fc.constantFrom('modern', 'transitional', 'held');
 function makeDevice(kind: 'modern' | 'transitional' | 'held'): LoopbackDevice {
   const options = { features: FEATURES, queueSize: 256 };
   if (kind === 'transitional') return new LegacyLoopbackDevice(options);
-  return kind === 'held' ? new HeldResetDevice(options) : new LoopbackDevice(options);
+  return kind === 'held' ? new SlowResetDevice(options) : new LoopbackDevice(options);
 }
 
 describe('property: random channel programs and events (spec 4.3)', () => {
