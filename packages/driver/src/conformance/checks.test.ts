@@ -54,10 +54,26 @@ class ForgetfulDevice extends LoopbackDevice {
   }
 
   override releaseHeld(): number {
-    for (const chain of this.kept) chain.writer.fill(chain.writer.remaining, 0xee);
+    for (const chain of this.kept) chain.writer.fill(chain.writer.remaining, this.lateByte);
     const n = this.kept.length;
     this.kept = [];
     return n;
+  }
+
+  /** What the forgotten requests write into their buffers. */
+  protected get lateByte(): number {
+    return 0xee;
+  }
+}
+
+/**
+ * Forgetful, and its held requests read an all-zero disk: the zeros it writes
+ * after the reset are the bytes the driver's buffers already held, so only a
+ * canary in them shows the write.
+ */
+class ZeroImageDevice extends ForgetfulDevice {
+  protected override get lateByte(): number {
+    return 0;
   }
 }
 
@@ -168,6 +184,12 @@ describe('conformance checks catch what they exist to catch', () => {
     await runCheck(options(() => new DrainingDevice()), resetsWithRequestsInFlight(packed, hold));
     await expect(runCheck(options(() => new ForgetfulDevice()), resetsWithRequestsInFlight(packed, hold))).rejects.toThrow(
       /old rings and buffers written after the reset/,
+    );
+  });
+
+  it.each([false, true])('spec 2.4: late writes of the very bytes the buffers held are caught by the canary (packed=%s)', async (packed) => {
+    await expect(runCheck(options(() => new ZeroImageDevice()), resetsWithRequestsInFlight(packed, hold))).rejects.toThrow(
+      /old rings and buffers written after the reset[^]*became 0x00/,
     );
   });
 

@@ -18,7 +18,7 @@ import type { InitOptions, VirtioDriver } from '../driver.js';
 import { DriverError } from '../errors.js';
 import { featureNames } from '../names.js';
 import { coreTransportFactory, type TransportFactory } from '../transport-factory.js';
-import { changedSince, inFlight, needsReset, outside, queueRanges, ringRanges, snapshot, usedChain, withRig, type Rig } from './harness.js';
+import { changedSince, fillCanary, inFlight, needsReset, outside, queueRanges, ringRanges, snapshot, usedChain, withRig, type Rig } from './harness.js';
 import { malformedChainsFor } from './malformed.js';
 
 /**
@@ -314,7 +314,9 @@ export function resetsWithRequestsInFlight<D extends VirtioDevice>(packed: boole
       // A device still finishing its I/O keeps its status non-zero until done: it may finish now.
       const settling = r.driver.status === 0 ? undefined : hooks.settle(r.device);
       await resetting;
-      // From the moment the status reads 0 the old rings and buffers are the driver's alone.
+      // From the moment the status reads 0 the old rings and buffers are the driver's alone. A canary
+      // in them shows any later write, even of the bytes they held (zeros from an all-zero disk, say).
+      fillCanary(r.memory, stale);
       const staleBefore = snapshot(r.memory, stale);
       await env.init(r.driver, { packed });
       // Queues the driver populated may legitimately be used; the others' rings must stay as written.

@@ -63,6 +63,19 @@ export function ringRanges(queue: DriverQueue): [number, number][] {
   ];
 }
 
+/**
+ * Fills every range with a pattern no device writes by chance (0xa5 0x5a ...
+ * with the offset mixed in), so that a write of the very bytes a range held
+ * before still shows.
+ */
+export function fillCanary(memory: GuestMemory, ranges: readonly [number, number][]): void {
+  for (const [addr, len] of ranges) {
+    const bytes = new Uint8Array(len);
+    for (let i = 0; i < len; i++) bytes[i] = (i & 1 ? 0x5a : 0xa5) ^ ((i >>> 1) & 0x0f);
+    memory.write(addr, bytes);
+  }
+}
+
 /** Copies the bytes of every range. */
 export function snapshot(memory: GuestMemory, ranges: readonly [number, number][]): MemorySnapshot[] {
   return ranges.map(([addr, len]) => {
