@@ -1,9 +1,15 @@
+import { coreTransportFactory } from '@virtio-ts/driver';
 import { describeVirtioConformance } from '@virtio-ts/driver/conformance';
+import { ccwTransportFactory } from '@virtio-ts/transport-ccw/testing';
+import { mmioTransportFactory } from '@virtio-ts/transport-mmio/testing';
+import { pciTransportFactory } from '@virtio-ts/transport-pci/testing';
 import { expect } from 'vitest';
 import { Virtio__Name__ } from './index.js';
 
 describeVirtioConformance({
   name: '@virtio-ts/virtio-__name__ conformance',
+  // The status machine alone, then the device behind each real transport, its interrupts wired to the driver.
+  transports: [coreTransportFactory, mmioTransportFactory(), pciTransportFactory(), ccwTransportFactory()],
   createDevice: () => new Virtio__Name__(),
   exercise: async (driver) => {
     const request = new TextEncoder().encode('__name__ request');

@@ -29,7 +29,7 @@ export interface Virtio__Name__Options {
  * one macrotask later, as a device doing real I/O would. Replace
  * {@link serve} with the device type's requests; keep the rest of the shape:
  * malformed chains completed with length 0, completions dropped after a reset,
- * {@link idle} for tests.
+ * a reset that finishes once the requests in flight have, {@link idle} for tests.
  */
 export class Virtio__Name__ implements VirtioDevice {
   readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
@@ -79,14 +79,25 @@ export class Virtio__Name__ implements VirtioDevice {
     this.signal = context.signal;
   }
 
-  reset(): void {
+  /**
+   * Requests already started see the signal aborted and complete nothing, but
+   * a device whose I/O goes straight into guest buffers cannot call that I/O
+   * back: the reset finishes, and the device status reads 0, only once every
+   * request has stopped touching guest memory (spec 2.4). The transports hold
+   * the reset's completion until this promise settles.
+   */
+  reset(): void | Promise<void> {
     this.queue = undefined;
     this.signal = undefined;
+    return this.pending.size === 0 ? undefined : this.idle();
   }
 
-  resetQueue(index: number): void {
+  /** As {@link reset}, for the one queue: its reset register reads 1 until its requests are done (spec 2.6.1). */
+  resetQueue(index: number): void | Promise<void> {
+    if (index !== 0) return;
     // Requests still running on the old queue see it detached and drop their completions.
-    if (index === 0) this.queue = undefined;
+    this.queue = undefined;
+    return this.pending.size === 0 ? undefined : this.idle();
   }
 
   enableQueue(index: number, queue: Virtqueue): void {
