@@ -258,7 +258,7 @@ export class CcwTransport {
       case CcwCommand.READ_VQ_CONF:
         return this.readQueueConfig(data);
       case CcwCommand.SET_VQ:
-        return revision === VirtioCcwRevision.LEGACY ? this.setLegacyQueue(data) : this.setQueue(data);
+        return this.setQueue(data, revision === VirtioCcwRevision.LEGACY);
       case CcwCommand.SET_IND:
         return this.setClassicIndicators(data);
       case CcwCommand.SET_CONF_IND:
@@ -403,32 +403,27 @@ export class CcwTransport {
     return data.storeBe16(2, max) ? BlockSize.VQ_CONFIG : data.failure;
   }
 
-  /** spec 4.3.2.2: struct vq_info_block (revision 1 and later). A descriptor address of 0 releases the queue. */
-  private setQueue(data: ChannelData): number {
-    if (!data.require(BlockSize.VQ_INFO)) return data.failure;
-    const descAddr = data.be64(0);
-    const index = data.be16(12);
-    const size = data.be16(14);
-    const driverAddr = data.be64(16);
-    const deviceAddr = data.be64(24);
-    return this.configureQueue(index, descAddr === 0 ? undefined : { size, descAddr, driverAddr, deviceAddr }, BlockSize.VQ_INFO);
-  }
-
   /**
-   * spec 4.3.2.2 (legacy note): struct vq_info_block_legacy, for revision 0.
-   * The queue is one block at `queue`, laid out as spec 2.7.2 says with the
-   * driver's alignment (Linux uses 4096). An address of 0 releases the queue.
+   * spec 4.3.2.2: SET_VQ. Revision 1 and later send struct vq_info_block;
+   * revision 0 struct vq_info_block_legacy (the legacy note): one block at
+   * `queue`, laid out as spec 2.7.2 says with the driver's alignment (Linux
+   * uses 4096). Both start with the queue's (descriptor area's) address and
+   * have its index and size at bytes 12 and 14; an address of 0 releases the
+   * queue.
    */
-  private setLegacyQueue(data: ChannelData): number {
-    if (!data.require(BlockSize.VQ_INFO_LEGACY)) return data.failure;
-    const queue = data.be64(0);
-    const align = data.be32(8);
+  private setQueue(data: ChannelData, legacy: boolean): number {
+    const transferred = legacy ? BlockSize.VQ_INFO_LEGACY : BlockSize.VQ_INFO;
+    if (!data.require(transferred)) return data.failure;
+    const address = data.be64(0);
     const index = data.be16(12);
     const size = data.be16(14);
-    if (queue !== 0 && !(align >= 4 && Number.isInteger(Math.log2(align)))) {
+    if (address === 0) return this.configureQueue(index, undefined, transferred);
+    if (!legacy) return this.configureQueue(index, { size, descAddr: address, driverAddr: data.be64(16), deviceAddr: data.be64(24) }, transferred);
+    const align = data.be32(8);
+    if (!(align >= 4 && Number.isInteger(Math.log2(align)))) {
       return this.reject(CcwCommand.SET_VQ, `queue ${index}: alignment ${align} is not a power of two of at least 4 (the used ring's alignment, spec 2.7)`);
     }
-    return this.configureQueue(index, queue === 0 ? undefined : legacySplitRingLayout(queue, size, align), BlockSize.VQ_INFO_LEGACY);
+    return this.configureQueue(index, legacySplitRingLayout(address, size, align), transferred);
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   VIRTIO_F_VERSION_1,
   featureBit,
   type ActivationContext,
+  type QueueConfig,
   type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
@@ -70,6 +71,15 @@ function negotiated(rig: TransportRig, extra = 0n): void {
 function ring(packed = false) {
   const alloc = new GuestAllocator(RAM.start, RAM.end, { seed: 3 });
   return packed ? placePackedRing(alloc, 256) : placeSplitRing(alloc, 256);
+}
+
+/** {@link negotiated}, then queue 0 set up at {@link ring} and classic queue indicators at 0x6000; returns where the queue is. */
+function withQueue(rig: TransportRig): QueueConfig {
+  negotiated(rig);
+  const config = ring();
+  setQueue(rig, 0, config);
+  setIndicators(rig, CcwCommand.SET_IND, 0x6000);
+  return config;
 }
 
 describe('SET_VIRTIO_REV (spec 4.3.2.1)', () => {
@@ -432,10 +442,7 @@ describe('DIAGNOSE 0x500 notifications (spec 4.3.3.2)', () => {
   it('notifications before DRIVER_OK are ignored (a driver that never writes DRIVER_OK gets no service)', () => {
     const device = new LoopbackDevice();
     const rig = transportRig({ device });
-    negotiated(rig);
-    const config = ring();
-    setQueue(rig, 0, config);
-    setIndicators(rig, CcwCommand.SET_IND, 0x6000);
+    const config = withQueue(rig);
     const driver = new SplitRingDriver(rig.memory, config);
     driver.add([{ addr: RAM.start, len: 8, writable: false }, { addr: RAM.start + 64, len: 8, writable: true }]);
     driver.publish();
@@ -461,10 +468,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
   it('resets the status and drops the indicators: no notifications after it completes', () => {
     const device = new LoopbackDevice();
     const rig = transportRig({ device });
-    negotiated(rig);
-    const config = ring();
-    setQueue(rig, 0, config);
-    setIndicators(rig, CcwCommand.SET_IND, 0x6000);
+    withQueue(rig);
     setIndicators(rig, CcwCommand.SET_CONF_IND, 0x6008);
     writeStatus(rig, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     expect(run(rig.transport, [{ command: CcwCommand.VDEV_RESET, count: 0 }], rig.memory).deviceStatus).toBe(END);
@@ -481,9 +485,7 @@ describe('VDEV_RESET (spec 4.3.3.3)', () => {
   function heldRig(): TransportRig & { device: SlowResetDevice } {
     const device = new SlowResetDevice();
     const rig = transportRig({ device });
-    negotiated(rig);
-    setQueue(rig, 0, ring());
-    setIndicators(rig, CcwCommand.SET_IND, 0x6000);
+    withQueue(rig);
     writeStatus(rig, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     rig.ioInterrupts.length = 0;
     return { ...rig, device };

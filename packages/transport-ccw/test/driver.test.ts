@@ -3,9 +3,8 @@
  * through channel programs and moves requests through split and packed rings,
  * over both revisions and both kinds of queue indicators.
  */
+import type { LoopbackDevice } from '@virtio-ts/driver';
 import { SlowResetDevice } from '@virtio-ts/driver/conformance';
-import type { LoopbackDevice} from '@virtio-ts/driver';
-import { type InterruptCause } from '@virtio-ts/driver';
 import {
   DeviceStatus,
   VIRTIO_F_NOTIFICATION_DATA,
@@ -17,27 +16,21 @@ import {
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing } from '@virtio-ts/virtqueue/testing';
 import { describe, expect, it } from 'vitest';
-import { driverRig, RAM, settle, type DriverRig, type RigOptions } from './harness.js';
+import { RAM, acknowledgedRig, driverRig, settle, type AcknowledgedRig, type RigOptions } from './harness.js';
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
 const ALL_FEATURES = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED) | featureBit(VIRTIO_F_NOTIFICATION_DATA);
 
-interface Guest extends DriverRig {
+interface Guest extends AcknowledgedRig {
   readonly ring: SplitRingDriver | PackedRingDriver;
-  readonly causes: InterruptCause[];
   readonly alloc: GuestAllocator;
   readonly features: bigint;
 }
 
 /** spec 3.1.1 through the CCW driver: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queue 0, DRIVER_OK unless told not to. */
 function initialise(options: RigOptions & { packed?: boolean; notificationData?: boolean; driverOk?: boolean } = {}): Guest {
-  const rig = driverRig({ loopback: { features: ALL_FEATURES }, ...options });
+  const rig = acknowledgedRig({ loopback: { features: ALL_FEATURES }, ...options });
   const { driver } = rig;
-  const causes: InterruptCause[] = [];
-  driver.onInterrupt((cause) => causes.push(cause));
-  driver.reset();
-  driver.setStatus(ACKNOWLEDGE);
-  driver.setStatus(ACKNOWLEDGE | DRIVER);
   const offered = driver.readDeviceFeatures();
   expect(offered).toBe(ALL_FEATURES);
   const wanted =
@@ -54,7 +47,7 @@ function initialise(options: RigOptions & { packed?: boolean; notificationData?:
   const ring = options.packed === true ? new PackedRingDriver(rig.memory, config) : new SplitRingDriver(rig.memory, config);
   expect(driver.setupQueue(0, config)).toBe(true);
   if (options.driverOk !== false) driver.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-  return { ...rig, ring, causes, alloc, features: wanted };
+  return { ...rig, ring, alloc, features: wanted };
 }
 
 /** spec 2.9: vq_index 0, then next_off and next_wrap of the next available entry. */

@@ -4,11 +4,12 @@
  * channel subsystem wiring its interruptions to a CcwDriverTransport, and a
  * raw channel-program writer for the tests that build programs by hand.
  */
-import { CcwDriverTransport, LoopbackDevice, type LoopbackDeviceOptions } from '@virtio-ts/driver';
-import { GuestMemory, type ConfigField, type VirtioDevice } from '@virtio-ts/virtqueue';
+import { LoopbackDevice, type CcwDriverTransport, type InterruptCause, type LoopbackDeviceOptions } from '@virtio-ts/driver';
+import { DeviceStatus, GuestMemory, type ConfigField, type VirtioDevice } from '@virtio-ts/virtqueue';
 import { GuestAllocator } from '@virtio-ts/virtqueue/testing';
 import { expect } from 'vitest';
-import { CcwCommand, CcwTransport, ConditionCode, SenseByte0, UnitStatus, diagnose500, type InterruptionResponse } from '../src/index.js';
+import { CcwCommand, CcwTransport, ConditionCode, SenseByte0, UnitStatus, type InterruptionResponse } from '../src/index.js';
+import { connectCcw } from '../src/testing.js';
 
 /** Guest-physical layout: [0, 64 KiB) channel I/O, a hole, then RAM for rings and buffers. */
 export const LOW = { start: 0, end: 0x10000 };
@@ -79,8 +80,16 @@ export interface TransportRig {
   readonly log: string[];
 }
 
+/** The transport's options among `options`. */
+function transportOptions(options: RigOptions): { maxRevision?: number; transitional?: boolean } {
+  return {
+    ...(options.maxRevision === undefined ? {} : { maxRevision: options.maxRevision }),
+    ...(options.transitional === undefined ? {} : { transitional: options.transitional }),
+  };
+}
+
 /** A transport on its own, for tests that write channel programs by hand. The subchannel is enabled. */
-export function transportRig(options: RigOptions = {}, onIo?: () => void, onAdapter?: (isc: number) => void): TransportRig {
+export function transportRig(options: RigOptions = {}): TransportRig {
   const memory = guestMemory();
   const device = options.device ?? new LoopbackDevice(options.loopback);
   const ioInterrupts: number[] = [];
@@ -90,22 +99,11 @@ export function transportRig(options: RigOptions = {}, onIo?: () => void, onAdap
     device,
     memory,
     subchannelId: SUBCHANNEL_ID,
-    ...(options.maxRevision === undefined ? {} : { maxRevision: options.maxRevision }),
-    ...(options.transitional === undefined ? {} : { transitional: options.transitional }),
+    ...transportOptions(options),
     log: (message) => log.push(message),
     channelSubsystem: {
-      ioInterrupt: (intparm) => {
-        ioInterrupts.push(intparm);
-        onIo?.();
-      },
-      ...(options.adapterInterrupts === false
-        ? {}
-        : {
-            adapterInterrupt: (isc: number) => {
-              adapterInterrupts.push(isc);
-              onAdapter?.(isc);
-            },
-          }),
+      ioInterrupt: (intparm) => void ioInterrupts.push(intparm),
+      ...(options.adapterInterrupts === false ? {} : { adapterInterrupt: (isc: number) => void adapterInterrupts.push(isc) }),
     },
   });
   transport.setEnabled(true);
@@ -117,25 +115,39 @@ export interface DriverRig extends TransportRig {
   readonly driver: CcwDriverTransport;
 }
 
-/** A transport and a CcwDriverTransport wired through a channel subsystem and DIAGNOSE 0x500. */
+/** A transport and a CcwDriverTransport wired through a channel subsystem and DIAGNOSE 0x500 (see `connectCcw`), in {@link guestMemory}. */
 export function driverRig(options: RigOptions = {}): DriverRig {
-  // The channel subsystem reaches the driver once it exists (its constructor runs channel programs).
-  const link: { driver?: CcwDriverTransport } = {};
-  const rig = transportRig(
-    options,
-    () => link.driver?.ioInterrupt(),
-    (isc) => link.driver?.adapterInterrupt(isc),
-  );
-  const driver = new CcwDriverTransport(rig.memory, rig.transport, {
-    allocator: new GuestAllocator(0x1000, PROGRAM, { seed: 11, maxGap: 64 }),
+  const device = options.device ?? new LoopbackDevice(options.loopback);
+  const log: string[] = [];
+  const connection = connectCcw(device, guestMemory(), {
     subchannelId: SUBCHANNEL_ID,
-    hypercall: (registers) => diagnose500(registers, (sid) => (sid === SUBCHANNEL_ID ? rig.transport : undefined)),
-    ...(options.driverRevision === undefined ? {} : { revision: options.driverRevision }),
-    ...(options.driverAdapter === undefined ? {} : { adapterInterrupts: options.driverAdapter }),
-    ...(options.driverLegacy === undefined ? {} : { legacy: options.driverLegacy }),
+    transport: { ...transportOptions(options), log: (message) => log.push(message) },
+    ...(options.adapterInterrupts === undefined ? {} : { adapterInterrupts: options.adapterInterrupts }),
+    driver: {
+      allocator: new GuestAllocator(0x1000, PROGRAM, { seed: 11, maxGap: 64 }),
+      ...(options.driverRevision === undefined ? {} : { revision: options.driverRevision }),
+      ...(options.driverAdapter === undefined ? {} : { adapterInterrupts: options.driverAdapter }),
+      ...(options.driverLegacy === undefined ? {} : { legacy: options.driverLegacy }),
+    },
   });
-  link.driver = driver;
-  return { ...rig, driver };
+  return { ...connection, device, log };
+}
+
+/** A driver rig whose driver records every interrupt cause. */
+export interface AcknowledgedRig extends DriverRig {
+  /** Every interrupt the driver took, in order. */
+  readonly causes: InterruptCause[];
+}
+
+/** {@link driverRig}, with the driver through spec 3.1.1 steps 1 to 3: reset, ACKNOWLEDGE, DRIVER. */
+export function acknowledgedRig(options: RigOptions = {}): AcknowledgedRig {
+  const rig = driverRig(options);
+  const causes: InterruptCause[] = [];
+  rig.driver.onInterrupt((cause) => causes.push(cause));
+  rig.driver.reset();
+  rig.driver.setStatus(DeviceStatus.ACKNOWLEDGE);
+  rig.driver.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+  return { ...rig, causes };
 }
 
 /** A format-1 CCW. */

@@ -5,7 +5,7 @@
  * layout, and big-endian rings and configuration fields, as a legacy s390
  * driver keeps them (spec 2.5.3, 2.7.3).
  */
-import { CcwDriverTransport, LoopbackDevice, type InterruptCause } from '@virtio-ts/driver';
+import { CcwDriverTransport, LoopbackDevice } from '@virtio-ts/driver';
 import {
   DeviceStatus,
   VIRTIO_F_EVENT_IDX,
@@ -25,6 +25,7 @@ import {
   END,
   LegacyLoopbackDevice,
   RAM,
+  acknowledgedRig,
   command,
   driverRig,
   readFeatures,
@@ -74,16 +75,10 @@ describe('revision 0 end to end: a transitional guest driver on a transitional d
   for (const adapter of [true, false]) {
     it(`spec 4.3.2.1, 2.7.3: the legacy driver initialises the device and moves requests over big-endian rings (${adapter ? 'adapter' : 'classic'} indicators)`, () => {
       const device = new LegacyLoopbackDevice();
-      const rig = driverRig({ device, driverLegacy: true, driverAdapter: adapter, driverRevision: 0 });
-      const { driver, transport, memory } = rig;
+      const { driver, transport, memory, causes } = acknowledgedRig({ device, driverLegacy: true, driverAdapter: adapter, driverRevision: 0 });
       expect(driver.revision).toBe(0);
       expect(transport.revision).toBe(0);
       expect(transport.core.legacy).toBe(true);
-      const causes: InterruptCause[] = [];
-      driver.onInterrupt((cause) => causes.push(cause));
-      driver.reset();
-      driver.setStatus(ACKNOWLEDGE);
-      driver.setStatus(ACKNOWLEDGE | DRIVER);
       // One 32-bit feature word: VERSION_1 and every bit above 31 are out of sight (spec 2.2.3).
       const offered = driver.readDeviceFeatures();
       expect(offered).toBe(LEGACY_FEATURES);

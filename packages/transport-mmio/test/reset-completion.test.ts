@@ -1,5 +1,4 @@
-import { VirtioDriver } from '@virtio-ts/driver';
-import { SlowResetDevice, exerciseLoopback } from '@virtio-ts/driver/conformance';
+import { exerciseLoopback, slowResetGuest } from '@virtio-ts/driver/conformance';
 import { DeviceStatus } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
 import { MmioRegister as Reg } from '../src/index.js';
@@ -10,10 +9,7 @@ const LIVE = ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK;
 
 describe('resets the device finishes later (spec 2.4, 2.6.1)', () => {
   it('spec 2.4: Status 0 leaves the status as it was and pendingCompletion holds the vCPU until the device is done', async () => {
-    const device = new SlowResetDevice();
-    const { transport, driver } = connect(device);
-    const guest = new VirtioDriver(driver);
-    await guest.init();
+    const { transport, device, guest } = await slowResetGuest(connect);
     expect(transport.pendingCompletion).toBeUndefined();
     // Linux's vm_reset: one write, no read-back.
     transport.write(Reg.Status, 4, 0);
@@ -34,10 +30,7 @@ describe('resets the device finishes later (spec 2.4, 2.6.1)', () => {
   });
 
   it('spec 4.2.2.1: QueueReset and QueueReady read 1 while the queue reset is under way, and the queue cannot be programmed before', async () => {
-    const device = new SlowResetDevice();
-    const { transport, driver } = connect(device);
-    const guest = new VirtioDriver(driver);
-    await guest.init({ ringReset: true });
+    const { transport, device, guest } = await slowResetGuest(connect, { ringReset: true });
     const resetting = guest.resetQueue(0);
     expect(transport.read(Reg.QueueReset, 4)).toBe(1);
     expect(transport.read(Reg.QueueReady, 4)).toBe(1);
@@ -56,9 +49,7 @@ describe('resets the device finishes later (spec 2.4, 2.6.1)', () => {
   });
 
   it('spec 4.2.2.1: QueueReady 0 on a running queue reads 1 until the device has stopped touching it', async () => {
-    const device = new SlowResetDevice();
-    const { transport, driver } = connect(device);
-    await new VirtioDriver(driver).init();
+    const { transport, device } = await slowResetGuest(connect);
     transport.write(Reg.QueueSel, 4, 0);
     transport.write(Reg.QueueReady, 4, 0);
     expect(transport.read(Reg.QueueReady, 4)).toBe(1);

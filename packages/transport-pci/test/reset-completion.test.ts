@@ -1,5 +1,4 @@
-import { VirtioDriver } from '@virtio-ts/driver';
-import { SlowResetDevice, exerciseLoopback } from '@virtio-ts/driver/conformance';
+import { exerciseLoopback, slowResetGuest } from '@virtio-ts/driver/conformance';
 import { DeviceStatus } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
 import { CommonCfg, PciBarIndex, type PciTransport } from '../src/index.js';
@@ -15,26 +14,20 @@ function common(fn: PciTransport, offset: number, size: number): number {
 
 describe('resets the device finishes later (spec 2.4, 2.6.1)', () => {
   it('spec 4.1.4.3.1: device_status keeps its value until the device has finished its reset; the modern driver polls, so nothing is held', async () => {
-    const device = new SlowResetDevice();
-    const { fn, driver } = wire(device);
-    const virtio = new VirtioDriver(driver);
-    await virtio.init();
-    const resetting = virtio.reset();
+    const { fn, device, guest } = await slowResetGuest(wire);
+    const resetting = guest.reset();
     expect(fn.pendingCompletion).toBeUndefined();
     expect(common(fn, CommonCfg.DEVICE_STATUS, 1)).toBe(LIVE);
     device.finishResets();
     await resetting;
     expect(common(fn, CommonCfg.DEVICE_STATUS, 1)).toBe(0);
-    await virtio.init();
-    await exerciseLoopback(virtio);
+    await guest.init();
+    await exerciseLoopback(guest);
   });
 
   it('spec 4.1.4.3.1: queue_reset and queue_enable read 1 while the queue reset is under way, and the queue cannot be programmed before', async () => {
-    const device = new SlowResetDevice();
-    const { fn, driver } = wire(device);
-    const virtio = new VirtioDriver(driver);
-    await virtio.init({ ringReset: true });
-    const resetting = virtio.resetQueue(0);
+    const { fn, device, guest } = await slowResetGuest(wire, { ringReset: true });
+    const resetting = guest.resetQueue(0);
     expect(common(fn, CommonCfg.QUEUE_SELECT, 2)).toBe(0);
     expect(common(fn, CommonCfg.QUEUE_RESET, 2)).toBe(1);
     expect(common(fn, CommonCfg.QUEUE_ENABLE, 2)).toBe(1);
@@ -46,7 +39,7 @@ describe('resets the device finishes later (spec 2.4, 2.6.1)', () => {
     await resetting;
     expect(common(fn, CommonCfg.QUEUE_RESET, 2)).toBe(0);
     expect(common(fn, CommonCfg.QUEUE_ENABLE, 2)).toBe(0);
-    virtio.enableQueue(0);
-    await exerciseLoopback(virtio);
+    guest.enableQueue(0);
+    await exerciseLoopback(guest);
   });
 });

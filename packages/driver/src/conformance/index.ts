@@ -18,6 +18,7 @@ export { exerciseLoopback, loopbackConformance } from './loopback.js';
 export { MALFORMED_CHAINS, malformedChainsFor, type MalformedChain } from './malformed.js';
 export { describeResetCompletion } from './reset-completion.js';
 export { SlowResetDevice } from './slow-reset-device.js';
+export { slowResetGuest, type SlowResetGuest } from './slow-reset-guest.js';
 
 /**
  * Registers the virtio conformance suite for a device (vitest `describe`/`it`):

@@ -1,9 +1,10 @@
 import { GuestMemory, VIRTIO_F_RING_RESET, hasFeature } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
-import { VirtioDriver } from '../driver.js';
+import type { InitOptions } from '../driver.js';
 import type { TransportFactory } from '../transport-factory.js';
+import type { DriverTransport } from '../transport.js';
 import { exerciseLoopback } from './loopback.js';
-import { SlowResetDevice } from './slow-reset-device.js';
+import { slowResetGuest, type SlowResetGuest } from './slow-reset-guest.js';
 
 const MEMORY_SIZE = 4 << 20;
 
@@ -18,17 +19,16 @@ async function settledAfterTurns(work: Promise<void>): Promise<boolean> {
   return settled;
 }
 
-/** A {@link SlowResetDevice} behind `transport` with a driver bound to it; every reset is let finish afterwards. */
-async function withSlowDevice(transport: TransportFactory, body: (driver: VirtioDriver, device: SlowResetDevice) => Promise<void>): Promise<void> {
+/** {@link slowResetGuest} over `transport`, initialised with `init`; every reset is let finish afterwards. */
+async function withSlowDevice(transport: TransportFactory, init: InitOptions, body: (rig: SlowResetGuest<{ readonly driver: DriverTransport }>) => Promise<void>): Promise<void> {
   const memory = GuestMemory.create(MEMORY_SIZE);
-  const device = new SlowResetDevice();
   const window = transport.driverWindow?.(memory);
-  const driver = new VirtioDriver(transport.create(memory, device), window === undefined ? {} : { window });
+  const rig = await slowResetGuest((device) => ({ driver: transport.create(memory, device) }), init, window === undefined ? {} : { window });
   try {
-    await body(driver, device);
+    await body(rig);
   } finally {
-    const reset = driver.reset();
-    device.finishResets();
+    const reset = rig.guest.reset();
+    rig.device.finishResets();
     await reset;
   }
 }
@@ -47,35 +47,34 @@ export function describeResetCompletion(transports: readonly TransportFactory[])
     for (const transport of transports) {
       describe(`over ${transport.name}`, () => {
         it('spec 2.4: status stays non-zero until the device has finished its reset, and the driver waits for 0', async () => {
-          await withSlowDevice(transport, async (driver, device) => {
-            await driver.init();
-            await exerciseLoopback(driver);
-            const resetting = driver.reset();
+          await withSlowDevice(transport, {}, async ({ guest, device }) => {
+            await exerciseLoopback(guest);
+            const resetting = guest.reset();
             expect(await settledAfterTurns(resetting), 'the reset completed before the device finished it').toBe(false);
             expect(device.resetsUnderWay).toBe(1);
-            expect(driver.status, 'device status while the reset is under way').not.toBe(0);
+            expect(guest.status, 'device status while the reset is under way').not.toBe(0);
             device.finishResets();
             await resetting;
-            expect(driver.status).toBe(0);
-            await driver.init();
-            await exerciseLoopback(driver);
+            expect(guest.status).toBe(0);
+            await guest.init();
+            await exerciseLoopback(guest);
           });
         });
 
         it('spec 2.6.1: a queue reset is under way until the device has finished it, and the queue serves again after', async (context) => {
-          await withSlowDevice(transport, async (driver, device) => {
-            if (!hasFeature(await driver.init({ ringReset: true }), VIRTIO_F_RING_RESET)) {
+          await withSlowDevice(transport, { ringReset: true }, async ({ guest, device }) => {
+            if (!hasFeature(guest.features, VIRTIO_F_RING_RESET)) {
               console.warn(`SKIP: queue reset completion over ${transport.name}: VIRTIO_F_RING_RESET is not negotiated over this transport`);
               context.skip();
             }
-            await exerciseLoopback(driver);
-            const resetting = driver.resetQueue(0);
+            await exerciseLoopback(guest);
+            const resetting = guest.resetQueue(0);
             expect(await settledAfterTurns(resetting), 'the queue reset completed before the device finished it').toBe(false);
             expect(device.resetsUnderWay).toBe(1);
             device.finishResets();
             await resetting;
-            driver.enableQueue(0);
-            await exerciseLoopback(driver);
+            guest.enableQueue(0);
+            await exerciseLoopback(guest);
           });
         });
       });
