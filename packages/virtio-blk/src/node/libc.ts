@@ -2,7 +2,7 @@ import type KoffiModule from 'koffi';
 
 /**
  * The libc calls Node does not expose (fallocate for hole punching, flock for
- * image locking), through koffi. koffi is an optional peer dependency: the
+ * image locking, preadv2 for page-cache reads without waiting), through koffi. koffi is an optional peer dependency: the
  * browser part never loads it, and the file backend works without it,
  * writing zeroes instead of punching holes and taking no lock.
  */
@@ -59,7 +59,7 @@ const RWF_NOWAIT = 0x08;
 
 /** Printed once when koffi is missing on Linux: what is lost and how to get it back. */
 export const NO_KOFFI_WARNING =
-  'koffi is not installed: @virtio-ts/virtio-blk/node opens images without an flock lock and writes zeroes instead of punching holes; install koffi (npm install koffi) to get both';
+  'koffi is not installed: @virtio-ts/virtio-blk/node opens images without an flock lock, writes zeroes instead of punching holes and reads cached data through the thread pool; install koffi (npm install koffi) to get all three';
 
 let loading: Promise<Libc | null> | undefined;
 
