@@ -13,9 +13,9 @@ import {
 } from '../src/index.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, featureBit } from '@virtio-ts/virtqueue';
 import type { CoreTransport } from '@virtio-ts/driver';
-import { BlkGuest } from './guest.js';
+import { BlkGuest, TRANSPORTS, rig } from './guest.js';
 import { settle } from './gated-backend.js';
-import { TRANSPORTS, patterned, rig } from './setup.js';
+import { patterned } from './setup.js';
 
 const ALL = ~0n;
 

@@ -3,7 +3,10 @@
  * over any DriverTransport, and requests laid out in guest memory with any
  * descriptor framing, through the ring drivers of @virtio-ts/virtqueue/testing.
  */
-import { legacyPciQueueLayout, type DriverTransport } from '@virtio-ts/driver';
+import { CcwDriverTransport, CoreTransport, legacyPciQueueLayout, type DriverTransport } from '@virtio-ts/driver';
+import { CcwTransport, diagnose500 } from '@virtio-ts/transport-ccw';
+import { connectMmio } from '@virtio-ts/transport-mmio/testing';
+import { connectPci, connectPciLegacy } from '@virtio-ts/transport-pci/testing';
 import {
   DeviceStatus,
   RING_EVENT_FLAGS_DESC,
@@ -14,10 +17,16 @@ import {
   hasFeature,
   featureBit,
   splitRingSizes,
+  GuestMemory,
+  VIRTIO_F_NOTIFICATION_DATA,
+  VIRTIO_F_RING_RESET,
   type QueueConfig,
+  type VirtioDevice,
 } from '@virtio-ts/virtqueue';
 import { GuestAllocator, PackedRingDriver, SplitRingDriver, placePackedRing, placeSplitRing, type GuestBuffer } from '@virtio-ts/virtqueue/testing';
-import { BlkConfigOffset, VIRTIO_BLK_F_MQ } from '../src/index.js';
+import { BlkConfigOffset, MemoryBackend, VIRTIO_BLK_F_MQ, VirtioBlk, type VirtioBlkOptions } from '../src/index.js';
+import { GatedBackend } from './gated-backend.js';
+import { patterned } from './setup.js';
 
 /** The first page is left to the platform (CCW channel programs); the guest's rings start here. */
 const RINGS_START = 0x1000;
@@ -305,4 +314,69 @@ function pieces(length: number, cuts: readonly number[] = []): [number, number][
     from = p;
   }
   return out;
+}
+
+/** The transports the tests run over ('pci-legacy': a transitional function driven by a legacy driver). */
+export type TransportKind = 'core' | 'mmio' | 'pci' | 'ccw' | 'pci-legacy';
+
+/** Every transport kind: the status machine directly, and each real transport. */
+export const TRANSPORTS: readonly TransportKind[] = ['core', 'mmio', 'pci', 'ccw'];
+
+/** Puts `device` behind a transport of `kind` and returns the guest's side of it. */
+export function connect(kind: TransportKind, memory: GuestMemory, device: VirtioDevice): DriverTransport {
+  switch (kind) {
+    case 'core':
+      return new CoreTransport(memory, device, { transportFeatures: featureBit(VIRTIO_F_RING_RESET) | featureBit(VIRTIO_F_NOTIFICATION_DATA) });
+    case 'mmio':
+      return connectMmio(device, memory).driver;
+    case 'pci':
+      return connectPci(device, memory).driver;
+    case 'pci-legacy':
+      return connectPciLegacy(device, memory).driver;
+    case 'ccw': {
+      const link: { driver?: CcwDriverTransport } = {};
+      const subchannelId = 0x00010042;
+      const transport = new CcwTransport({
+        device,
+        memory,
+        subchannelId,
+        channelSubsystem: { ioInterrupt: () => link.driver?.ioInterrupt(), adapterInterrupt: (isc: number) => link.driver?.adapterInterrupt(isc) },
+      });
+      transport.setEnabled(true);
+      link.driver = new CcwDriverTransport(memory, transport, {
+        allocator: new GuestAllocator(0x100, 0x1000, { seed: 3, maxGap: 16 }),
+        subchannelId,
+        hypercall: (registers) => diagnose500(registers, (sid) => (sid === subchannelId ? transport : undefined)),
+      });
+      return link.driver;
+    }
+  }
+}
+
+/** A device on a transport with a guest driving it. */
+export interface Rig {
+  readonly blk: VirtioBlk;
+  readonly backend: MemoryBackend;
+  readonly gate: GatedBackend;
+  readonly transport: DriverTransport;
+  readonly guest: BlkGuest;
+}
+
+/** Options for {@link rig}. */
+export interface RigOptions {
+  readonly sectors?: number;
+  readonly device?: Partial<VirtioBlkOptions>;
+  readonly guest?: GuestOptions;
+  readonly transport?: TransportKind;
+  readonly image?: MemoryBackend;
+}
+
+/** A memory-backed disk behind a gate, with a guest driving it. */
+export function rig(options: RigOptions = {}): Rig {
+  const backend = options.image ?? new MemoryBackend(patterned((options.sectors ?? 64) * 512));
+  const gate = new GatedBackend(backend);
+  const blk = new VirtioBlk({ ...options.device, backend: gate });
+  const transport = connect(options.transport ?? 'core', GuestMemory.create(8 << 20), blk);
+  const guest = BlkGuest.start(transport, options.guest);
+  return { blk, backend, gate, transport, guest };
 }

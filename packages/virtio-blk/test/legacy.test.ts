@@ -8,7 +8,8 @@ import {
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
 } from '../src/index.js';
-import { patterned, rig } from './setup.js';
+import { rig } from './guest.js';
+import { patterned } from './setup.js';
 
 const ALL = ~0n;
 const bit = (n: number): bigint => 1n << BigInt(n);

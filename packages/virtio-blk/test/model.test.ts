@@ -26,8 +26,8 @@ import {
   type BlockBackend,
 } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
-import { BlkGuest, header, segments, type GuestRequest } from './guest.js';
-import { TRANSPORTS, connect, patterned, type TransportKind } from './setup.js';
+import { BlkGuest, TRANSPORTS, connect, header, segments, type GuestRequest, type TransportKind } from './guest.js';
+import { patterned } from './setup.js';
 
 const CAPACITY = 96;
 const MAX_SEGMENTS = 3;

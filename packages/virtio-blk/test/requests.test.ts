@@ -16,8 +16,8 @@ import {
   VIRTIO_BLK_T_WRITE_ZEROES,
   VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
 } from '../src/index.js';
-import { CANARY, header, segments } from './guest.js';
-import { TRANSPORTS, patterned, rig } from './setup.js';
+import { CANARY, TRANSPORTS, header, rig, segments } from './guest.js';
+import { patterned } from './setup.js';
 
 describe.each(TRANSPORTS.flatMap((transport) => [false, true].map((packed) => [transport, packed] as const)))('requests over %s (packed=%s)', (transport, packed) => {
   it('spec 5.2.6: IN reads whole sectors; the used length is the data plus the status byte', async () => {
