@@ -139,7 +139,7 @@ export function add(driver: VirtioDriver, request: BlkRequest, index = 0): Promi
   }
   buffers.push(...writable);
   const indirect = request.indirect === true && hasFeature(driver.features, VIRTIO_F_INDIRECT_DESC);
-  return whenUsed(queue, queue.add(buffers, { indirect })).then((used) => {
+  return whenUsed(driver, queue, queue.add(buffers, { indirect })).then((used) => {
     const bytes = new Uint8Array(writable.reduce((n, b) => n + b.len, 0));
     let at = 0;
     for (const b of writable) {
@@ -161,7 +161,7 @@ export function submit(driver: VirtioDriver, request: BlkRequest, index = 0): Pr
 /** Makes `buffers` available as one chain, as given (e.g. outside guest memory), and kicks; resolves with the used element. */
 export function submitBuffers(driver: VirtioDriver, buffers: readonly GuestBuffer[], index = 0): Promise<UsedElement> {
   const queue = driver.queue(index);
-  const used = whenUsed(queue, queue.add(buffers, { indirect: false }));
+  const used = whenUsed(driver, queue, queue.add(buffers, { indirect: false }));
   queue.kick();
   return used;
 }
@@ -169,8 +169,12 @@ export function submitBuffers(driver: VirtioDriver, buffers: readonly GuestBuffe
 /** Chains {@link whenUsed} waits for, by queue and ID. */
 const awaited = new WeakMap<DriverQueue, Map<number, { resolve: (used: UsedElement) => void; reject: (error: unknown) => void }>>();
 
-/** Resolves when the device uses chain `id` of `queue`, whichever order the device uses chains in. */
-function whenUsed(queue: DriverQueue, id: number): Promise<UsedElement> {
+/**
+ * Resolves when the device uses chain `id` of `queue`, whichever order the
+ * device uses chains in. Rejects if the driver saw the device misbehave (it
+ * clamps a used length beyond the writable part, spec 2.7.8.2, and notes it).
+ */
+async function whenUsed(driver: VirtioDriver, queue: DriverQueue, id: number): Promise<UsedElement> {
   let waiting = awaited.get(queue);
   if (waiting === undefined) {
     waiting = new Map();
@@ -179,7 +183,9 @@ function whenUsed(queue: DriverQueue, id: number): Promise<UsedElement> {
   const chains = waiting;
   const used = new Promise<UsedElement>((resolve, reject) => chains.set(id, { resolve, reject }));
   if (chains.size === 1) void dispatch(queue, chains);
-  return used;
+  const element = await used;
+  if (driver.deviceErrors.length > 0) throw new Error(`the driver saw the device misbehave: ${driver.deviceErrors.join('; ')}`);
+  return element;
 }
 
 /** While chains are awaited, hands each used element the driver collects (on the device's interrupts) to its waiter, in used-ring order. */
