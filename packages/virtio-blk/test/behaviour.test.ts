@@ -14,7 +14,7 @@ import {
   BLK_RING_FEATURES,
 } from '../src/index.js';
 import { settle } from './gated-backend.js';
-import { TRANSPORTS, TRANSPORTS_AND_LAYOUTS, add, patterned, queueInterrupts, rig, submit } from './setup.js';
+import { NAMED_TRANSPORTS, TRANSPORTS_AND_LAYOUTS, add, patterned, queueInterrupts, rig, submit } from './setup.js';
 
 /** Every device feature but `bits`. */
 const without = (...bits: number[]): bigint => bits.reduce((features, bit) => features & ~featureBit(bit), DEVICE_SPECIFIC_FEATURES);
@@ -59,6 +59,8 @@ describe.each(TRANSPORTS_AND_LAYOUTS)('concurrency over %s (packed=%s)', (_name,
     expect(order).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
+  // MSI-X messages, CCW indicators and the status machine deliver every notification; MMIO's level-triggered line merges
+  // those raised before the driver serviced it (spec 4.2.3.4), so over MMIO only a batch published over several turns shows.
   it('one interrupt per batch of completions, not one per request', async () => {
     const { driver, gate } = await rig({ transport, init: { packed } });
     gate.hold = () => true;
@@ -76,7 +78,7 @@ describe.each(TRANSPORTS_AND_LAYOUTS)('concurrency over %s (packed=%s)', (_name,
 });
 
 // Each queue has its own notification and interrupt path in each transport (PCI MSI-X vectors, CCW per-queue indicators).
-describe.each(TRANSPORTS)('multiqueue (VIRTIO_BLK_F_MQ) over $name', (transport) => {
+describe.each(NAMED_TRANSPORTS)('multiqueue (VIRTIO_BLK_F_MQ) over %s', (_name, transport) => {
   it('num_queues is in the configuration space and every queue serves requests', async () => {
     const { driver, backend } = await rig({ transport, device: { queues: 4 } });
     expect(hasFeature(driver.features, VIRTIO_BLK_F_MQ)).toBe(true);
@@ -181,7 +183,7 @@ describe('write-back cache (spec 5.2.6.2)', () => {
 });
 
 // Configuration accesses and change notifications take a different path in each transport.
-describe.each(TRANSPORTS)('configuration space (spec 5.2.4) over $name', (transport) => {
+describe.each(NAMED_TRANSPORTS)('configuration space (spec 5.2.4) over %s', (_name, transport) => {
   it('reflects the options; fields of features not offered and padding read 0', async () => {
     const { driver, blk } = await rig({
       transport,
@@ -238,9 +240,8 @@ describe.each(TRANSPORTS)('configuration space (spec 5.2.4) over $name', (transp
   it('spec 5.2.6.3: resize(bytes) grows or shrinks the image; capacity and the configuration change interrupt follow; an unchanged size is silent', async () => {
     const { driver, blk, backend } = await rig({ transport, sectors: 16 });
     const generation = driver.transport.configGeneration();
-    const grown = driver.configChanged();
     await blk.resize(32 * 512);
-    await grown;
+    await settle();
     expect(backend.size).toBe(32 * 512);
     expect(driver.readConfigU64(BlkConfigOffset.capacity)).toBe(32n);
     expect(driver.interrupts.config).toBe(1);
@@ -249,9 +250,8 @@ describe.each(TRANSPORTS)('configuration space (spec 5.2.4) over $name', (transp
     await blk.resize(32 * 512 + 100);
     await settle();
     expect(driver.interrupts.config).toBe(1);
-    const shrunk = driver.configChanged();
     await blk.resize(8 * 512);
-    await shrunk;
+    await settle();
     expect(blk.capacity).toBe(8);
     expect(driver.interrupts.config).toBe(2);
     expect((await submit(driver, { type: VIRTIO_BLK_T_IN, sector: 8, inLen: 512 })).status).toBe(VIRTIO_BLK_S_IOERR);

@@ -27,7 +27,7 @@ import {
   type BlockBackend,
 } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
-import { TRANSPORTS, add, header, patterned, segments, start, type BlkRequest } from './setup.js';
+import { NAMED_TRANSPORTS, add, header, patterned, segments, start, type BlkRequest } from './setup.js';
 
 const CAPACITY = 96;
 const MAX_SEGMENTS = 3;
@@ -201,7 +201,7 @@ async function runStream(
 const stream = fc.array(fc.array(command, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 8 });
 const blockSectors = fc.constantFrom(1, 2, 8);
 
-describe.each(TRANSPORTS)('random request streams against a model disk (over $name)', (transport) => {
+describe.each(NAMED_TRANSPORTS)('random request streams against a model disk (over %s)', (_name, transport) => {
   it.each([false, true])('memory backend, packed=%s', async (packed) => {
     await fc.assert(
       fc.asyncProperty(stream, blockSectors, async (batches, bs) => {

@@ -19,6 +19,9 @@ export const TRANSPORTS: readonly TransportFactory[] = [coreTransportFactory, mm
 /** A transitional PCI function driven by the legacy (0.9.5) driver. */
 export const PCI_LEGACY: TransportFactory = pciTransportFactory({ legacy: true });
 
+/** Every transport as [name, transport], for `describe.each` titles `... over %s`. */
+export const NAMED_TRANSPORTS: readonly (readonly [string, TransportFactory])[] = TRANSPORTS.map((t) => [t.name, t] as const);
+
 /** Every transport with each ring layout, as [name, packed, transport] for `describe.each` titles `... over %s (packed=%s)`. */
 export const TRANSPORTS_AND_LAYOUTS: readonly (readonly [string, boolean, TransportFactory])[] = TRANSPORTS.flatMap((t) => [false, true].map((packed) => [t.name, packed, t] as const));
 
