@@ -23,8 +23,7 @@ import {
   VirtioBlk,
 } from '../src/index.js';
 import { GatedBackend } from './gated-backend.js';
-import { header } from './guest.js';
-import { TRANSPORT_FACTORIES, patterned } from './setup.js';
+import { TRANSPORTS, header, patterned } from './setup.js';
 
 const SECTORS = 128;
 const SERIAL = 'conformance';
@@ -37,7 +36,7 @@ let round = 0;
 
 describeVirtioConformance<VirtioBlk>({
   name: 'VirtioBlk conformance',
-  transports: TRANSPORT_FACTORIES,
+  transports: TRANSPORTS,
   createDevice: () => new VirtioBlk({ backend: new GatedBackend(new MemoryBackend(SECTORS * 512)), serial: SERIAL }),
   features:
     featureBit(VIRTIO_BLK_F_SEG_MAX) |
@@ -63,9 +62,6 @@ describeVirtioConformance<VirtioBlk>({
     expect(new TextDecoder().decode(id.data.subarray(0, SERIAL.length))).toBe(SERIAL);
     expect(id.data[20]).toBe(VIRTIO_BLK_S_OK);
   },
-  // transport-ccw completes VDEV_RESET at once, while the device still finishes in-flight I/O (no VirtioCore.resetPending support yet).
-  skip: (check, transport) =>
-    check.id === 'reset-in-flight' && transport.name === 'ccw' ? 'transport-ccw does not yet hold VDEV_RESET until the device finished its in-flight I/O' : undefined,
   inFlight: {
     submit: (driver, device) => {
       gate(device).hold = () => true;

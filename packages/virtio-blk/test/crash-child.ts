@@ -11,7 +11,7 @@ import { CoreTransport, VirtioDriver } from '@virtio-ts/driver';
 import { GuestMemory, featureBit } from '@virtio-ts/virtqueue';
 import { VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_OUT, VirtioBlk } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
-import { header } from './guest.js';
+import { header } from './setup.js';
 import { ROUND_SECTORS, roundData } from './crash-pattern.js';
 
 const [path] = process.argv.slice(2);

@@ -7,6 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { coreTransportFactory, type TransportFactory } from '@virtio-ts/driver';
 import { DeviceStatus, GuestMemory } from '@virtio-ts/virtqueue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -26,8 +27,7 @@ import {
   type BlockBackend,
 } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
-import { BlkGuest, header, segments, type GuestRequest } from './guest.js';
-import { TRANSPORTS, connect, patterned, type TransportKind } from './setup.js';
+import { NAMED_TRANSPORTS, add, header, patterned, segments, start, type BlkRequest } from './setup.js';
 
 const CAPACITY = 96;
 const MAX_SEGMENTS = 3;
@@ -150,7 +150,7 @@ function independent(batch: readonly Command[]): Command[] {
   return out;
 }
 
-function request(c: Command): GuestRequest {
+function request(c: Command): BlkRequest {
   switch (c.kind) {
     case 'read':
       return { type: VIRTIO_BLK_T_IN, sector: BigInt(c.sector), inLen: c.bytes, writableCuts: c.cuts };
@@ -168,14 +168,22 @@ function request(c: Command): GuestRequest {
   }
 }
 
-async function runStream(backend: BlockBackend, image: () => Promise<Uint8Array>, initial: Uint8Array, blockSectors: number, transport: TransportKind, packed: boolean, batches: Command[][]): Promise<void> {
+async function runStream(
+  backend: BlockBackend,
+  image: () => Promise<Uint8Array>,
+  initial: Uint8Array,
+  blockSectors: number,
+  transport: TransportFactory,
+  packed: boolean,
+  batches: Command[][],
+): Promise<void> {
   const blk = new VirtioBlk({ backend, serial: SERIAL, blockSize: 512 * blockSectors, discard: { maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_SEGMENTS }, writeZeroes: { maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_SEGMENTS } });
-  const guest = BlkGuest.start(connect(transport, GuestMemory.create(4 << 20), blk), { packed });
+  const driver = await start(transport, GuestMemory.create(4 << 20), blk, { packed });
   const model = new ModelDisk(initial, blockSectors);
   for (const raw of batches) {
     const batch = independent(raw);
-    const pending = batch.map((c) => guest.add(request(c)));
-    guest.kick();
+    const pending = batch.map((c) => add(driver, request(c)));
+    driver.queue(0).kick();
     const done = await Promise.all(pending);
     batch.forEach((c, i) => {
       const got = done[i];
@@ -193,7 +201,7 @@ async function runStream(backend: BlockBackend, image: () => Promise<Uint8Array>
 const stream = fc.array(fc.array(command, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 8 });
 const blockSectors = fc.constantFrom(1, 2, 8);
 
-describe.each(TRANSPORTS)('random request streams against a model disk (over %s)', (transport) => {
+describe.each(NAMED_TRANSPORTS)('random request streams against a model disk (over %s)', (_name, transport) => {
   it.each([false, true])('memory backend, packed=%s', async (packed) => {
     await fc.assert(
       fc.asyncProperty(stream, blockSectors, async (batches, bs) => {
@@ -217,7 +225,7 @@ describe('random request streams against a model disk, file backend', () => {
           await writeFile(path, initial);
           const backend = await FileBackend.open(path);
           try {
-            await runStream(backend, async () => new Uint8Array(await readFile(path)), initial, bs, 'core', packed, batches);
+            await runStream(backend, async () => new Uint8Array(await readFile(path)), initial, bs, coreTransportFactory, packed, batches);
           } finally {
             await backend.close();
           }
@@ -246,10 +254,9 @@ describe('hostile requests (fast-check)', () => {
       fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 12 }), fc.boolean(), async (requests, packed) => {
         const backend = new MemoryBackend(patterned(CAPACITY * 512, 4));
         const blk = new VirtioBlk({ backend, lifetime: () => ({ preEolInfo: 1, deviceLifetimeEstTypA: 1, deviceLifetimeEstTypB: 1 }), secureErase: true });
-        const transport = connect('core', GuestMemory.create(4 << 20), blk);
-        const guest = BlkGuest.start(transport, { packed });
+        const driver = await start(coreTransportFactory, GuestMemory.create(4 << 20), blk, { packed });
         const pending = requests.map((r) =>
-          guest.add({
+          add(driver, {
             type: r.type,
             header: header(r.type, r.sector).subarray(0, r.headerLength),
             out: r.out,
@@ -259,7 +266,7 @@ describe('hostile requests (fast-check)', () => {
             writableCuts: r.writableCuts,
           }),
         );
-        guest.kick();
+        driver.queue(0).kick();
         const done = await Promise.all(pending);
         done.forEach((c, i) => {
           const r = requests[i] as (typeof requests)[number];
@@ -274,7 +281,7 @@ describe('hostile requests (fast-check)', () => {
             expect(c.len).toBe(filled ? writable : 1);
           }
         });
-        expect(transport.getStatus() & DeviceStatus.DEVICE_NEEDS_RESET).toBe(0);
+        expect(driver.status & DeviceStatus.DEVICE_NEEDS_RESET).toBe(0);
       }),
       { numRuns: 150 },
     );
