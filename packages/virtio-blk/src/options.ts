@@ -120,9 +120,7 @@ export interface ResolvedRangeLimits {
    * max_secure_erase_sectors).
    */
   readonly maxSectors: number;
-  /**
-   * Most segments in one request (max_discard_seg, max_write_zeroes_seg or max_secure_erase_seg).
-   */
+  /** Most segments in one request (max_discard_seg, max_write_zeroes_seg or max_secure_erase_seg). */
   readonly maxSegments: number;
   /**
    * Alignment hint for splitting requests, in 512-byte sectors (discard_sector_alignment or
@@ -135,9 +133,7 @@ export interface ResolvedRangeLimits {
 export interface ResolvedBlkOptions {
   /** {@link VirtioBlkOptions.backend}, as given. */
   readonly backend: BlockBackend;
-  /**
-   * {@link VirtioBlkOptions.serial} encoded as the 20-byte VIRTIO_BLK_T_GET_ID answer, NUL-padded.
-   */
+  /** {@link VirtioBlkOptions.serial} encoded as the 20-byte VIRTIO_BLK_T_GET_ID answer, NUL-padded. */
   readonly serial: Uint8Array;
   /** True when VIRTIO_BLK_F_RO is offered: asked for, or forced by a read-only backend. */
   readonly readOnly: boolean;
