@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, test and demo virtio-ts:
 # the Debian packages the guest tests and the demo use (QEMU, a stock kernel,
-# busybox, pciutils, acpica-tools), pnpm at the version package.json pins, and
+# busybox, pciutils, acpica-tools, strace for the syscall-level tests), pnpm at the version package.json pins, and
 # the workspace's dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   exit 1
 fi
 
-debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils kmod gzip)
+debian_packages=(qemu-system-x86 qemu-utils busybox-static pciutils acpica-tools linux-image-amd64 cpio xz-utils kmod gzip strace)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

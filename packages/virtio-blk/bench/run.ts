@@ -1,8 +1,9 @@
 /**
  * virtio-blk on the file backend, driven through @virtio-ts/driver's
  * VirtioDriver, next to plain positional I/O from Node (fs.read / fs.write on
- * the descriptor) on the same file in the same run: the ceiling for a device
- * written in Node. 4 KiB random reads and writes and 1 MiB sequential reads
+ * the descriptor, through libuv's thread pool) on the same file in the same
+ * run: what any Node program gets. The device also serves page-cache hits on
+ * the event loop (preadv2 with RWF_NOWAIT), which plain fs.read cannot. 4 KiB random reads and writes and 1 MiB sequential reads
  * and writes, at queue depth 1 and 32.
  *
  * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS,

@@ -1,19 +1,23 @@
 /**
- * Reads an `strace -f -y -xx` log into the system calls the crash test needs
- * to see: writes and syncs on the image, and the lines the device's process
- * printed. With -xx every string and path is hex-escaped, so no argument
+ * Reads an `strace -f -y -xx` log into the system calls the crash and
+ * page-cache tests need to see: reads, writes and syncs on the image, which
+ * thread made them, and the lines the device's process printed. With -xx every string and path is hex-escaped, so no argument
  * contains the parentheses or brackets the parser splits on.
  */
 import { spawnSync } from 'node:child_process';
 
 /** One completed system call, in the order strace saw it enter and return. */
 export interface TracedCall {
+  /** The thread that made the call (the process ID for its main thread). */
+  readonly pid: number;
   readonly name: string;
   /** The path (or pipe) strace printed for the first argument, a descriptor, decoded. */
   readonly target: string;
   /** The arguments after the descriptor, as printed. */
   readonly args: string;
   readonly result: number;
+  /** The errno name of a failed call (`EAGAIN`), else undefined. */
+  readonly error: string | undefined;
   /** Line numbers of the entry and the return in the log: the order of events. */
   readonly entry: number;
   readonly exit: number;
@@ -28,23 +32,23 @@ export function straceWorks(): boolean {
 const CALL = /^(\d+)\s+(\w+)\((\d+)<([^>]*)>(.*)$/;
 const RESUMED = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$/;
 const UNFINISHED = ' <unfinished ...>';
-/** The end of a completed call: `) = result`, padded with spaces to a column. */
-const RETURN = /\)\s+=\s+(-?\d+)[^)]*$/;
+/** The end of a completed call: `) = result`, padded with spaces to a column, and for a failure `ENAME (text)`. */
+const RETURN = /\)\s+=\s+(-?\d+)(?: (E[A-Z0-9]+) \([^)]*\))?[^)]*$/;
 
 /** The completed calls in `log`; entries without a return (the process was killed) are left out. */
 export function parseTrace(log: string): TracedCall[] {
   const calls: TracedCall[] = [];
-  const open = new Map<string, { name: string; target: string; args: string; entry: number }>();
+  const open = new Map<string, { pid: number; name: string; target: string; args: string; entry: number }>();
   log.split('\n').forEach((line, n) => {
     const call = CALL.exec(line);
     if (call !== null) {
       const [, pid, name, , target, rest] = call as unknown as [string, string, string, string, string, string];
       if (rest.endsWith(UNFINISHED)) {
-        open.set(pid, { name, target: unhex(target), args: rest.slice(0, -UNFINISHED.length), entry: n });
+        open.set(pid, { pid: Number(pid), name, target: unhex(target), args: rest.slice(0, -UNFINISHED.length), entry: n });
         return;
       }
       const end = RETURN.exec(rest);
-      if (end !== null) calls.push({ name, target: unhex(target), args: rest.slice(0, end.index), result: Number(end[1]), entry: n, exit: n });
+      if (end !== null) calls.push({ pid: Number(pid), name, target: unhex(target), args: rest.slice(0, end.index), result: Number(end[1]), error: end[2], entry: n, exit: n });
       return;
     }
     const resumed = RESUMED.exec(line);
@@ -54,7 +58,7 @@ export function parseTrace(log: string): TracedCall[] {
     const end = RETURN.exec(rest);
     if (started === undefined || started.name !== name || end === null) return;
     open.delete(pid);
-    calls.push({ ...started, args: started.args + rest.slice(0, end.index), result: Number(end[1]), exit: n });
+    calls.push({ ...started, args: started.args + rest.slice(0, end.index), result: Number(end[1]), error: end[2], exit: n });
   });
   return calls.sort((a, b) => a.exit - b.exit);
 }

@@ -1,4 +1,5 @@
 import { constants, promises as fsp, read, readv, write, writev } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import type { BlockBackend } from '../backend.js';
 import { SECTOR_SIZE } from '../constants.js';
@@ -38,11 +39,24 @@ export class ImageError extends Error {
 const ZERO_CHUNK = 1 << 20;
 
 /**
+ * Largest read tried from the page cache on the event loop: copying more
+ * would hold the loop longer than the thread-pool round trip it saves.
+ */
+const READ_NOW_MAX_BYTES = 128 << 10;
+
+const { EINVAL, ENOSYS, EOPNOTSUPP } = osConstants.errno;
+const RESOLVED = Promise.resolve();
+
+/**
  * A raw disk image file. Reads and writes go straight between the file and
  * the guest-memory views they are given (positional read/write, readv/writev
  * for scattered buffers; no intermediate copy), through the callback API on
  * the descriptor: it does about twice the operations per second of
- * FileHandle's promise API. FLUSH is fdatasync; DISCARD
+ * FileHandle's promise API. A read of data already in the host page cache
+ * is served at once on the event loop by preadv2(RWF_NOWAIT) (koffi
+ * installed, buffered I/O): the thread-pool hand-off costs several times
+ * the copy itself; data that would need the disk goes to the thread pool
+ * as before. FLUSH is fdatasync; DISCARD
  * punches holes and WRITE_ZEROES uses FALLOC_FL_ZERO_RANGE (or a hole with
  * unmap) where the file system supports them and koffi is installed, and
  * writes zeroes otherwise.
@@ -59,6 +73,8 @@ export class FileBackend implements BlockBackend {
   /** A buffered descriptor for requests O_DIRECT refuses (only with `direct`). */
   private readonly buffered: FileHandle | undefined;
   private readonly libc: Libc | null;
+  /** Page-cache reads on the event loop; dropped if the kernel or file system refuses RWF_NOWAIT. */
+  private readNow: Libc['readNow'];
   private punchHole: boolean;
   private zeroRange: boolean;
   private zeroes: Uint8Array | undefined;
@@ -71,6 +87,8 @@ export class FileBackend implements BlockBackend {
     this.bytes = size;
     this.readOnly = readOnly;
     this.libc = c;
+    // With O_DIRECT there is no page cache to hit, and the read would wait for the disk.
+    this.readNow = buffered === undefined ? c?.readNow : undefined;
     this.punchHole = punchHole;
     this.zeroRange = this.libc !== null && !readOnly;
     this.canUnmap = punchHole;
@@ -117,6 +135,17 @@ export class FileBackend implements BlockBackend {
 
   /** Reads the file at `offset` straight into `buffers` (guest memory). */
   read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
+    const readNow = this.readNow;
+    if (readNow === undefined) return this.transfer(offset, buffers, false);
+    let bytes = 0;
+    for (const b of buffers) bytes += b.length;
+    if (bytes === 0 || bytes > READ_NOW_MAX_BYTES) return this.transfer(offset, buffers, false);
+    const n = readNow(this.handle.fd, offset, buffers);
+    if (n === bytes) return RESOLVED;
+    if (n > 0) return this.transfer(offset + n, remainder(buffers as Uint8Array[], n), false);
+    // A kernel or file system without RWF_NOWAIT: stop trying.
+    if (n === -EOPNOTSUPP || n === -EINVAL || n === -ENOSYS) this.readNow = undefined;
+    // Not cached (EAGAIN), the end of the file or an I/O error: the thread pool reads it and reports any error.
     return this.transfer(offset, buffers, false);
   }
 
