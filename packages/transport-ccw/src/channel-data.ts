@@ -34,7 +34,10 @@ export class ChannelData {
   private readonly scratchBytes = new Uint8Array(8);
   private readonly scratch = new DataView(this.scratchBytes.buffer);
 
-  /** @internal Points the data area at the next CCW. */
+  /**
+   * Points the data area at the next CCW.
+   * @internal
+   */
   load(memory: GuestMemory, address: number, count: number, flags: number): void {
     this.guest = memory;
     this.address = address;

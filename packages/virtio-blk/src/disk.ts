@@ -20,22 +20,35 @@ import type { DiskState } from './request.js';
  * @internal
  */
 export class Disk implements DiskState {
+  /** @inheritDoc */
   readonly backend: BlockBackend;
+  /** @inheritDoc */
   readonly flusher: FlushSequencer;
+  /** @inheritDoc */
   readonly serial: Uint8Array;
+  /** @inheritDoc */
   readonly readOnly: boolean;
+  /** @inheritDoc */
   readonly blockSectors: number;
+  /** The configuration space the driver reads, kept up to date with capacity and cache mode. */
   readonly config: BlkConfigSpace;
+  /** @inheritDoc */
   flushEnabled = false;
+  /** @inheritDoc */
   discard: ResolvedRangeLimits | undefined;
+  /** @inheritDoc */
   writeZeroes: ResolvedRangeLimits | undefined;
+  /** @inheritDoc */
   secureErase: ResolvedRangeLimits | undefined;
+  /** @inheritDoc */
   lifetime: (() => BlockLifetime) | undefined;
+  /** @inheritDoc */
   legacy = false;
   /** Negotiated features; undefined until FEATURES_OK (or, for a legacy driver, DRIVER_OK). */
   features: bigint | undefined;
   private readonly options: ResolvedBlkOptions;
 
+  /** Builds the disk in its offered state, with capacity taken from the backend's current size. */
   constructor(options: ResolvedBlkOptions) {
     this.options = options;
     this.backend = options.backend;
@@ -48,6 +61,10 @@ export class Disk implements DiskState {
     this.config.writeback = options.writeback;
   }
 
+  /**
+   * Read from the configuration space, where a resize updates it.
+   * @inheritDoc
+   */
   get capacity(): number {
     return this.config.capacity;
   }

@@ -13,8 +13,11 @@ import { SECTOR_SIZE, VIRTIO_BLK_ID_BYTES } from './constants.js';
 
 /** Cylinders, heads and sectors per track, for old guests (VIRTIO_BLK_F_GEOMETRY). */
 export interface BlockGeometry {
+  /** Number of cylinders (virtio_blk_geometry.cylinders, u16). */
   readonly cylinders: number;
+  /** Number of heads (virtio_blk_geometry.heads, u8). */
   readonly heads: number;
+  /** Sectors per track (virtio_blk_geometry.sectors, u8). */
   readonly sectors: number;
 }
 
@@ -112,30 +115,60 @@ export interface VirtioBlkOptions {
 
 /** A range command's limits, resolved. */
 export interface ResolvedRangeLimits {
+  /**
+   * Largest segment, in 512-byte sectors (max_discard_sectors, max_write_zeroes_sectors or
+   * max_secure_erase_sectors).
+   */
   readonly maxSectors: number;
+  /** Most segments in one request (max_discard_seg, max_write_zeroes_seg or max_secure_erase_seg). */
   readonly maxSegments: number;
+  /**
+   * Alignment hint for splitting requests, in 512-byte sectors (discard_sector_alignment or
+   * secure_erase_sector_alignment).
+   */
   readonly sectorAlignment: number;
 }
 
 /** Options with defaults applied and every value checked. */
 export interface ResolvedBlkOptions {
+  /** {@link VirtioBlkOptions.backend}, as given. */
   readonly backend: BlockBackend;
+  /** {@link VirtioBlkOptions.serial} encoded as the 20-byte VIRTIO_BLK_T_GET_ID answer, NUL-padded. */
   readonly serial: Uint8Array;
+  /** True when VIRTIO_BLK_F_RO is offered: asked for, or forced by a read-only backend. */
   readonly readOnly: boolean;
+  /** Number of request queues (num_queues); more than one offers VIRTIO_BLK_F_MQ. */
   readonly queues: number;
+  /** Maximum size of each queue, a power of two. */
   readonly queueSize: number;
+  /** Logical block size in bytes (blk_size), a power of two from 512 to 4096. */
   readonly blockSize: number;
+  /**
+   * Largest data segment in bytes (size_max), or undefined when VIRTIO_BLK_F_SIZE_MAX is not
+   * offered.
+   */
   readonly sizeMax: number | undefined;
+  /** Most data segments per request (seg_max). */
   readonly segMax: number;
+  /** Disk geometry, or undefined when VIRTIO_BLK_F_GEOMETRY is not offered. */
   readonly geometry: BlockGeometry | undefined;
+  /** I/O hints, or undefined when VIRTIO_BLK_F_TOPOLOGY is not offered. */
   readonly topology: BlockTopology | undefined;
+  /** Whether VIRTIO_BLK_F_FLUSH is offered. */
   readonly flush: boolean;
+  /** Whether VIRTIO_BLK_F_CONFIG_WCE is offered (only with `flush`, spec 5.2.5.2). */
   readonly configWce: boolean;
+  /** Cache mode after reset: write-back (true) or write-through (false). */
   readonly writeback: boolean;
+  /** Discard limits, or undefined when VIRTIO_BLK_F_DISCARD is not offered. */
   readonly discard: ResolvedRangeLimits | undefined;
+  /** Write-zeroes limits, or undefined when VIRTIO_BLK_F_WRITE_ZEROES is not offered. */
   readonly writeZeroes: ResolvedRangeLimits | undefined;
+  /** Secure-erase limits, or undefined when VIRTIO_BLK_F_SECURE_ERASE is not offered. */
   readonly secureErase: ResolvedRangeLimits | undefined;
+  /** Source of lifetime figures, or undefined when VIRTIO_BLK_F_LIFETIME is not offered. */
   readonly lifetime: (() => BlockLifetime) | undefined;
+  /** Generic ring features to offer; always includes VIRTIO_F_VERSION_1. */
   readonly ringFeatures: bigint;
 }
 

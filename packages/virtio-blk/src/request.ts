@@ -31,7 +31,9 @@ export type RequestOutcome = number | Promise<void>;
 
 /** What the request handler needs to know about the device, as negotiated. */
 export interface DiskState {
+  /** The storage that requests read, write, discard and flush. */
   readonly backend: BlockBackend;
+  /** Shared flush coalescer, so FLUSH requests and write-through writes share backend flushes. */
   readonly flusher: FlushSequencer;
   /** Device ID string, 20 bytes NUL-padded. */
   readonly serial: Uint8Array;
@@ -43,9 +45,11 @@ export interface DiskState {
   readonly blockSectors: number;
   /** The driver negotiated VIRTIO_BLK_F_FLUSH: FLUSH requests are served. */
   readonly flushEnabled: boolean;
-  /** Negotiated range commands' limits; undefined when not negotiated. */
+  /** VIRTIO_BLK_T_DISCARD limits; undefined when not negotiated. */
   readonly discard: ResolvedRangeLimits | undefined;
+  /** VIRTIO_BLK_T_WRITE_ZEROES limits; undefined when not negotiated. */
   readonly writeZeroes: ResolvedRangeLimits | undefined;
+  /** VIRTIO_BLK_T_SECURE_ERASE limits; undefined when not negotiated. */
   readonly secureErase: ResolvedRangeLimits | undefined;
   /** Negotiated VIRTIO_BLK_F_LIFETIME's source. */
   readonly lifetime: (() => BlockLifetime) | undefined;

@@ -32,7 +32,9 @@ export interface Virtio__Name__Options {
  * a reset that finishes once the requests in flight have, {@link idle} for tests.
  */
 export class Virtio__Name__ implements VirtioDevice {
+  /** The device contract version this device implements. */
   readonly contractVersion = VIRTIO_DEVICE_CONTRACT_VERSION;
+  /** The __name__ device's ID (spec 5). */
   readonly deviceType = VIRTIO___NAME___DEVICE_ID;
   /**
    * Every ring feature the virtqueue implements (QUEUE_FEATURES), and the two
@@ -40,6 +42,7 @@ export class Virtio__Name__ implements VirtioDevice {
    * feature bits here.
    */
   readonly deviceFeatures = QUEUE_FEATURES | featureBit(VIRTIO_F_NOTIFICATION_DATA) | featureBit(VIRTIO_F_RING_RESET);
+  /** One request queue, of at most `queueSize` entries. */
   readonly queueMaxSizes: readonly number[];
   /** Configuration space: le32 `requests`, requests served since the device was created. */
   readonly configSize = 4;
@@ -62,18 +65,22 @@ export class Virtio__Name__ implements VirtioDevice {
     this.queueMaxSizes = [options.queueSize ?? 256];
   }
 
+  /** Keeps the transport's channel back, to report DEVICE_NEEDS_RESET when a request fails. */
   attach(host: DeviceHost): void {
     this.host = host;
   }
 
+  /** Copies configuration space bytes at `offset` into `data`. */
   readConfig(offset: number, data: Uint8Array): void {
     data.set(new Uint8Array(this.config.buffer, offset, data.length));
   }
 
+  /** Ignores the write: no configuration field is writable. */
   writeConfig(): void {
     // Every field is read-only: driver writes are ignored.
   }
 
+  /** DRIVER_OK: serves the request queue from the next notification on. */
   activate(context: ActivationContext): void {
     this.queue = context.queues.get(0);
     this.signal = context.signal;
@@ -100,10 +107,12 @@ export class Virtio__Name__ implements VirtioDevice {
     return this.pending.size === 0 ? undefined : this.idle();
   }
 
+  /** VIRTIO_F_RING_RESET: serves queue `index` again after its reset (spec 2.6.1). */
   enableQueue(index: number, queue: Virtqueue): void {
     if (index === 0) this.queue = queue;
   }
 
+  /** An available buffer notification: starts every request the queue holds, at most one lap of the ring. */
   notify(index: number): void {
     const queue = this.queue;
     const signal = this.signal;

@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 
 /** A block device over an image file, ready to serve. */
 export interface OpenBlk {
+  /** The virtio-blk device over the image, to hand to a transport or vhost-user back-end. */
   readonly device: VirtioBlk;
   /** "FILE (N MiB, read-only, 2 queues)", for status lines. */
   readonly describe: string;

@@ -8,6 +8,7 @@
 
 /** Anything that encodes to AML bytes. */
 export interface AmlTerm {
+  /** The term's complete AML encoding: opcode, PkgLength where the term has one, then its contents. */
   encode(): Uint8Array;
 }
 
@@ -73,7 +74,12 @@ export function nameString(name: string): Uint8Array {
 
 /** An Integer (20.2.3): Zero, One, Ones or the smallest Byte/Word/DWord/QWord constant. */
 export class AmlInteger implements AmlTerm {
+  /** Holds `value`, an unsigned integer of at most 64 bits (checked when encoded). */
   constructor(readonly value: bigint | number) {}
+  /**
+   * Throws a RangeError for a value outside 0..2^64-1.
+   * @inheritDoc
+   */
   encode(): Uint8Array {
     const v = BigInt(this.value);
     if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new RangeError(`AML integer ${v} is out of range`);
@@ -89,7 +95,12 @@ export class AmlInteger implements AmlTerm {
 
 /** A String constant (20.2.3): ASCII, NUL-terminated. */
 export class AmlString implements AmlTerm {
+  /** Holds `value`, which must be 7-bit ASCII without NUL (checked when encoded). */
   constructor(readonly value: string) {}
+  /**
+   * Throws a RangeError for a string that is not 7-bit ASCII.
+   * @inheritDoc
+   */
   encode(): Uint8Array {
     if (!/^[\x01-\x7f]*$/.test(this.value)) throw new RangeError(`AML string "${this.value}" is not 7-bit ASCII`);
     return bytes([0x0d], [...this.value].map((c) => c.charCodeAt(0)), [0x00]);
@@ -111,7 +122,9 @@ export function eisaId(id: string): AmlInteger {
 
 /** A Buffer (20.2.5.4) holding raw bytes. */
 export class AmlBuffer implements AmlTerm {
+  /** Holds `data`, the buffer's bytes; the BufferSize is their count. */
   constructor(readonly data: Uint8Array) {}
+  /** @inheritDoc */
   encode(): Uint8Array {
     const content = bytes(new AmlInteger(this.data.length).encode(), this.data);
     return bytes([0x11], pkgLength(content.length), content);
@@ -120,7 +133,12 @@ export class AmlBuffer implements AmlTerm {
 
 /** A Package (20.2.5.4) of data objects. */
 export class AmlPackage implements AmlTerm {
+  /** Holds `elements`, at most 255 (NumElements is one byte; checked when encoded). */
   constructor(readonly elements: readonly AmlTerm[]) {}
+  /**
+   * Throws a RangeError for more than 255 elements.
+   * @inheritDoc
+   */
   encode(): Uint8Array {
     if (this.elements.length > 255) throw new RangeError('AML package has more than 255 elements');
     const content = bytes([this.elements.length], encodeAll(this.elements));
@@ -130,7 +148,9 @@ export class AmlPackage implements AmlTerm {
 
 /** Name(name, value) (20.2.5.1). */
 export class AmlName implements AmlTerm {
+  /** Binds `name` (a NameString, see {@link nameString}) to the data object `value`. */
   constructor(readonly name: string, readonly value: AmlTerm) {}
+  /** @inheritDoc */
   encode(): Uint8Array {
     return bytes([0x08], nameString(this.name), this.value.encode());
   }
@@ -138,7 +158,9 @@ export class AmlName implements AmlTerm {
 
 /** Scope(name) { terms } (20.2.5.1). */
 export class AmlScope implements AmlTerm {
+  /** Opens the existing namespace `name` (e.g. `\_SB`) for `terms`. */
   constructor(readonly name: string, readonly terms: readonly AmlTerm[]) {}
+  /** @inheritDoc */
   encode(): Uint8Array {
     const content = bytes(nameString(this.name), encodeAll(this.terms));
     return bytes([0x10], pkgLength(content.length), content);
@@ -147,7 +169,9 @@ export class AmlScope implements AmlTerm {
 
 /** Device(name) { terms } (20.2.5.2). */
 export class AmlDevice implements AmlTerm {
+  /** Declares the device object `name` holding `terms` (its _HID, _CRS and the like). */
   constructor(readonly name: string, readonly terms: readonly AmlTerm[]) {}
+  /** @inheritDoc */
   encode(): Uint8Array {
     const content = bytes(nameString(this.name), encodeAll(this.terms));
     return bytes([0x5b, 0x82], pkgLength(content.length), content);
@@ -156,7 +180,9 @@ export class AmlDevice implements AmlTerm {
 
 /** Method(name, 0, NotSerialized) { Return(value) }: a method that returns a constant. */
 export class AmlReturningMethod implements AmlTerm {
+  /** Declares the method `name` (e.g. `_STA`) that returns `value`. */
   constructor(readonly name: string, readonly value: AmlTerm) {}
+  /** @inheritDoc */
   encode(): Uint8Array {
     const content = bytes(nameString(this.name), [0x00], [0xa4], this.value.encode());
     return bytes([0x14], pkgLength(content.length), content);
@@ -165,6 +191,7 @@ export class AmlReturningMethod implements AmlTerm {
 
 /** One descriptor of a resource template (6.4). */
 export interface ResourceDescriptor {
+  /** The descriptor's bytes, small or large item form, without the End Tag that closes the template. */
   encode(): Uint8Array;
 }
 

@@ -3,16 +3,23 @@ import { buildDsdt, buildFadt, buildMadt, buildMcfg, buildRsdp, buildXsdt, type 
 
 /** Everything the machine's ACPI tables describe. */
 export interface AcpiConfig {
+  /** The devices the DSDT's AML describes. */
   readonly dsdt: DsdtConfig;
+  /** The interrupt controllers and vCPUs the MADT lists. */
   readonly madt: MadtConfig;
+  /** The hardware-reduced sleep and reset registers the FADT points at. */
   readonly fadt: FadtPorts;
+  /** Base of PCI segment 0's ECAM (buses 0..0), which the MCFG gives. */
   readonly ecamBase: number;
 }
 
 /** One placed table. */
 export interface PlacedTable {
+  /** The table's four-character signature ('RSDP' for the root pointer). */
   readonly signature: string;
+  /** Guest-physical address of the table, 16-byte aligned. */
   readonly address: number;
+  /** The encoded table, checksum included. */
   readonly bytes: Uint8Array;
 }
 

@@ -17,8 +17,11 @@ import {
 
 /** A virtio-mmio device as the DSDT announces it. */
 export interface MmioDeviceEntry {
+  /** Guest-physical base of the device's register window. */
   readonly base: number;
+  /** Size of the register window in bytes. */
   readonly size: number;
+  /** The global system interrupt the device raises, level-triggered. */
   readonly gsi: number;
 }
 

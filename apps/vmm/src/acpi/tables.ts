@@ -94,9 +94,13 @@ function ioPortGas(w: TableWriter, offset: number, port: number): void {
 
 /** Where the hardware-reduced power registers are. */
 export interface FadtPorts {
+  /** I/O port of SLEEP_CONTROL_REG, where the guest writes SLP_TYP and SLP_EN to power off. */
   readonly sleepControl: number;
+  /** I/O port of SLEEP_STATUS_REG, where the guest reads WAK_STS. */
   readonly sleepStatus: number;
+  /** I/O port of RESET_REG, which resets the machine. */
   readonly reset: number;
+  /** The byte (RESET_VALUE) the guest writes to `reset` to reset. */
   readonly resetValue: number;
 }
 
@@ -130,9 +134,13 @@ export function buildFadt(dsdtAddress: number, ports: FadtPorts): Uint8Array {
 
 /** What the MADT describes. */
 export interface MadtConfig {
+  /** Number of vCPUs; each gets a Local APIC whose ID equals its processor UID. */
   readonly cpus: number;
+  /** Guest-physical address of the Local APIC registers. */
   readonly lapicAddress: number;
+  /** Guest-physical address of the IOAPIC registers. */
   readonly ioapicAddress: number;
+  /** The IOAPIC's APIC ID. */
   readonly ioapicId: number;
 }
 

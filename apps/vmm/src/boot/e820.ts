@@ -8,8 +8,11 @@ export const E820_RESERVED = 2;
 
 /** One entry of the BIOS memory map. */
 export interface E820Entry {
+  /** Start of the range, guest-physical. */
   readonly address: number;
+  /** Length of the range in bytes. */
   readonly size: number;
+  /** What the range is: {@link E820_RAM} or {@link E820_RESERVED}. */
   readonly type: number;
 }
 

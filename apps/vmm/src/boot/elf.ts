@@ -10,7 +10,9 @@ export interface ElfSegment {
 
 /** An ELF64 executable's loadable segments and entry point. */
 export interface ElfImage {
+  /** The entry point (e_entry), which the boot vCPU's RIP is set to. */
   readonly entry: number;
+  /** The PT_LOAD segments, in file order. */
   readonly segments: readonly ElfSegment[];
 }
 

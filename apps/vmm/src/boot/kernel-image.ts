@@ -53,9 +53,13 @@ export type KernelImage =
 
 /** The fields of a bzImage setup header the loader needs. */
 export interface SetupHeaderInfo {
+  /** The boot protocol version (0x0206 is 2.06); fields newer than it are absent. */
   readonly version: number;
+  /** Longest command line the kernel takes, in bytes without the NUL (cmdline_size). */
   readonly cmdlineSize: number;
+  /** Highest address the initramfs may occupy (initrd_addr_max). */
   readonly initrdAddrMax: number;
+  /** Memory the kernel needs from its load address to decompress and start itself (init_size), or 0. */
   readonly initSize: number;
 }
 

@@ -18,8 +18,11 @@ export interface LinuxBoot {
 
 /** What the platform tells the loader. */
 export interface LinuxPlatform {
+  /** Guest RAM, the block at address 0 first; the kernel, initramfs and boot data are placed in it. */
   readonly ramBlocks: readonly RamBlock[];
+  /** Where the ACPI RSDP is, handed to the kernel in boot_params.acpi_rsdp_addr. */
   readonly rsdpAddress: number;
+  /** Ranges the e820 map must mark reserved (such as ECAM). */
   readonly reserved: readonly { start: number; size: number }[];
 }
 

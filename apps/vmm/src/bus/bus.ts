@@ -24,6 +24,7 @@ export interface BusRange {
 
 /** Thrown when a window would overlap one already registered. */
 export class BusOverlapError extends Error {
+  /** Names both windows with their address ranges; `kind` is the bus the overlap was found on. */
   constructor(kind: string, range: BusRange, other: BusRange) {
     super(
       `${kind} ${range.name} at 0x${range.base.toString(16)}-0x${(range.base + range.size - 1).toString(16)} ` +

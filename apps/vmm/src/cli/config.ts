@@ -13,12 +13,17 @@ export interface DeviceConfig {
 
 /** A complete VM description. */
 export interface VmConfig {
+  /** Path of the kernel to boot: a bzImage or an ELF vmlinux. */
   readonly kernel: string;
+  /** Path of the initramfs, or undefined to boot without one. */
   readonly initrd: string | undefined;
+  /** The kernel command line (default `console=ttyS0`). */
   readonly cmdline: string;
   /** Guest RAM in bytes. */
   readonly memory: number;
+  /** Number of vCPUs, 1 to 255. */
   readonly cpus: number;
+  /** The virtio devices, in the order they are attached. */
   readonly devices: readonly DeviceConfig[];
   /** Also write the console output to this file. */
   readonly consoleLog: string | undefined;
@@ -26,6 +31,7 @@ export interface VmConfig {
 
 /** A mistake in the command line or config file; its message is one line for the user. */
 export class ConfigError extends Error {
+  /** Wraps `message`, which must say in one line what to change. */
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';

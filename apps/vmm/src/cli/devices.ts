@@ -5,7 +5,9 @@ import { ConfigError, type DeviceConfig } from './config.js';
 
 /** A device the CLI built, with what to release when the VM ends. */
 export interface BuiltDevice {
+  /** The device, ready to attach to a transport. */
   readonly device: VirtioDevice;
+  /** Releases what the device holds (an image file's descriptor); called once the VM has stopped. */
   close(): Promise<void>;
 }
 

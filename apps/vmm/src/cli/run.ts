@@ -8,8 +8,11 @@ import { EscapeFilter } from './terminal.js';
 
 /** Where the CLI reads and writes; `process` by default. */
 export interface CliIo {
+  /** Console input for the guest's UART; put in raw mode while the VM runs when it is a terminal. */
   readonly stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+  /** Console output: what the guest writes to its UART, and the usage text of `vmm help`. */
   readonly stdout: Writable;
+  /** The VMM's own status lines and error messages. */
   readonly stderr: Writable;
 }
 

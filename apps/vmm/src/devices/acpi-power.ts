@@ -22,10 +22,19 @@ export class AcpiPower implements BusDevice {
     this.event = event;
   }
 
+  /**
+   * All three registers read as zero: there is no wake status to report.
+   * @inheritDoc
+   */
   read(_offset: number, data: Uint8Array): void {
     data.fill(0);
   }
 
+  /**
+   * S5's SLP_TYP with SLP_EN at offset 0 powers off; the reset value at offset 2 reboots; anything
+   * else is ignored.
+   * @inheritDoc
+   */
   write(offset: number, data: Uint8Array): void {
     const value = data[0] as number;
     if (offset === 0 && (value & SLP_EN) !== 0 && ((value >> SLP_TYP_SHIFT) & SLP_TYP_MASK) === ACPI_S5_SLEEP_TYPE) {

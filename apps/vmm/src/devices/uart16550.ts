@@ -73,12 +73,20 @@ export class Uart16550 implements BusDevice {
     return accepted;
   }
 
+  /**
+   * Registers are one byte wide; a wider access reads zeroes.
+   * @inheritDoc
+   */
   read(offset: number, data: Uint8Array): void {
     data.fill(0);
     if (data.length !== 1) return;
     data[0] = this.readRegister(offset);
   }
 
+  /**
+   * Registers are one byte wide; a wider access is ignored.
+   * @inheritDoc
+   */
   write(offset: number, data: Uint8Array): void {
     if (data.length !== 1) return;
     this.writeRegister(offset, data[0] as number);

@@ -6,12 +6,19 @@ import { O_RDWR_CLOEXEC, libc } from './libc.js';
 
 /** One CPUID leaf as KVM reports or takes it (struct kvm_cpuid_entry2). */
 export interface CpuidEntry {
+  /** The leaf: the EAX value CPUID is executed with. */
   function: number;
+  /** The subleaf: the ECX value, for leaves that have subleaves. */
   index: number;
+  /** KVM_CPUID_FLAG_* bits; KVM_CPUID_FLAG_SIGNIFCANT_INDEX says `index` matters. */
   flags: number;
+  /** EAX as CPUID returns it for this leaf. */
   eax: number;
+  /** EBX as CPUID returns it for this leaf. */
   ebx: number;
+  /** ECX as CPUID returns it for this leaf. */
   ecx: number;
+  /** EDX as CPUID returns it for this leaf. */
   edx: number;
 }
 

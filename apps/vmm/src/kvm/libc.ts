@@ -14,21 +14,38 @@ type Koffi = typeof KoffiModule;
 
 /** The libc functions, typed for the way the VMM calls them. */
 export interface Libc {
+  /** The koffi module itself, for what the bindings do not wrap (errno names). */
   readonly koffi: Koffi;
+  /** open(2): a new descriptor, or -1 with errno set. */
   open(path: string, flags: number): number;
+  /** close(2): 0, or -1 with errno set. */
   close(fd: number): number;
+  /**
+   * ioctl(2) with an integer argument (0 when the request takes none): its result, or -1 with errno
+   * set.
+   */
   ioctlInt(fd: number, request: number, arg: number | bigint): number;
+  /** ioctl(2) passing a pointer to `arg`'s bytes, which the kernel reads or fills in place. */
   ioctlPtr(fd: number, request: number, arg: Uint8Array): number;
   /** Returns the mapping's address, or 2^64-1 (MAP_FAILED). */
   mmap(length: number, prot: number, flags: number, fd: number, offset: number): bigint;
+  /** munmap(2) of a mapping made by `mmap`: 0, or -1 with errno set. */
   munmap(address: bigint, length: number): number;
+  /** madvise(2), e.g. MADV_DONTNEED to give a private range's pages back to the host. */
   madvise(address: bigint, length: number, advice: number): number;
+  /** eventfd(2): a new eventfd descriptor, or -1 with errno set. */
   eventfd(initval: number, flags: number): number;
+  /** read(2) of up to `length` bytes straight into `buffer`: the count read, or -1 with errno set. */
   read(fd: number, buffer: Uint8Array, length: number): number;
+  /** write(2) of `length` bytes from `buffer`: the count written, or -1 with errno set. */
   write(fd: number, buffer: Uint8Array, length: number): number;
+  /** gettid(2): the calling thread's kernel thread id, which `tgkill` targets. */
   gettid(): number;
+  /** tgkill(2): sends `signal` to one thread, which is how a vCPU is kicked out of KVM_RUN. */
   tgkill(tgid: number, tid: number, signal: number): number;
+  /** epoll_create1(2): a new epoll descriptor, or -1 with errno set. */
   epollCreate1(flags: number): number;
+  /** epoll_ctl(2); `event` holds a packed 12-byte struct epoll_event. */
   epollCtl(epfd: number, op: number, fd: number, event: Uint8Array): number;
   /** Blocks in the libuv thread pool; `done` runs on the calling thread with the count of ready events. */
   epollWaitAsync(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number, done: (error: unknown, count: number) => void): void;

@@ -30,9 +30,13 @@ export const KICK_SIGNAL_NUMBER = 12;
 
 /** Everything a vCPU worker is started with. */
 export interface VcpuWorkerData {
+  /** The vCPU's descriptor (KVM_CREATE_VCPU); descriptors are shared by every thread of the process. */
   readonly vcpuFd: number;
+  /** Address of the vCPU's kvm_run mapping, which the main thread made and the worker views too. */
   readonly runAddress: bigint;
+  /** Size of the kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE). */
   readonly runSize: number;
+  /** The words laid out by {@link MAILBOX} through which exits are handed over. */
   readonly mailbox: SharedArrayBuffer;
   /** struct kvm_cpuid2 for KVM_SET_CPUID2. */
   readonly cpuid: Uint8Array;

@@ -26,10 +26,15 @@ export class HostBridge implements PciFunction {
     s.setUint16(0x2e, 0x1100, true);
   }
 
+  /** @inheritDoc */
   configRead(offset: number, data: Uint8Array): void {
     data.set(new Uint8Array(this.space.buffer, offset, data.length));
   }
 
+  /**
+   * Ignores the write: nothing in the bridge's header is writable.
+   * @inheritDoc
+   */
   configWrite(): void {
     // Read-only: the bridge has nothing for the OS to program.
   }

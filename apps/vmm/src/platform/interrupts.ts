@@ -21,6 +21,7 @@ export interface MsiController {
 export class IrqLine implements InterruptLine {
   private level = false;
 
+  /** Drives `gsi` of `vm`'s in-kernel IOAPIC; the line starts low. */
   constructor(
     private readonly vm: Vm,
     readonly gsi: number,
@@ -47,6 +48,10 @@ export class ResamplingIrqfd implements InterruptLine {
   private readonly one = new Uint8Array(8);
   private level = false;
 
+  /**
+   * Creates the trigger and resample eventfds, assigns them to `gsi` as an irqfd, and watches the
+   * resample eventfd on `poller`.
+   */
   constructor(
     private readonly vm: Vm,
     readonly gsi: number,
@@ -83,6 +88,7 @@ export class ResamplingIrqfd implements InterruptLine {
 
 /** MSI delivery through KVM_SIGNAL_MSI: one ioctl per message, no routing table to maintain. */
 export class SignalMsi implements MsiController {
+  /** Injects the messages into `vm`. */
   constructor(private readonly vm: Vm) {}
 
   /** Sends one message through KVM_SIGNAL_MSI. */

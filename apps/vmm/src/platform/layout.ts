@@ -85,7 +85,9 @@ export const LOW = {
 
 /** One contiguous block of guest RAM. */
 export interface RamBlock {
+  /** Guest-physical address where the block starts. */
   readonly guestAddress: number;
+  /** Length of the block in bytes. */
   readonly size: number;
 }
 

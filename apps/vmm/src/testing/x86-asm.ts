@@ -30,6 +30,7 @@ export class Assembler {
   private readonly labels = new Map<string, number>();
   private readonly fixups: Fixup[] = [];
 
+  /** Starts an empty program whose first byte will be loaded at guest address `origin`. */
   constructor(readonly origin: number) {}
 
   /** The address the next instruction will have. */
@@ -247,19 +248,27 @@ export class Assembler {
     return this;
   }
 
-  /** sti, cli, hlt, ret, iretq. */
+  /** sti (FB): sets IF, so interrupts are taken after the next instruction. */
   sti(): this {
     return this.bytes(0xfb);
   }
+
+  /** cli (FA): clears IF, masking maskable interrupts. */
   cli(): this {
     return this.bytes(0xfa);
   }
+
+  /** hlt (F4): halts the vCPU until the next interrupt. */
   hlt(): this {
     return this.bytes(0xf4);
   }
+
+  /** ret (C3): near return to the address on the stack. */
   ret(): this {
     return this.bytes(0xc3);
   }
+
+  /** iretq (REX.W CF): 64-bit return from an interrupt handler. */
   iretq(): this {
     return this.bytes(0x48, 0xcf);
   }

@@ -17,66 +17,92 @@ export class GatedQueue implements Virtqueue {
     this.inner = inner;
   }
 
+  /** @inheritDoc */
   get index(): number {
     return this.inner.index;
   }
 
+  /** @inheritDoc */
   get size(): number {
     return this.inner.size;
   }
 
+  /** @inheritDoc */
   get packed(): boolean {
     return this.inner.packed;
   }
 
+  /** @inheritDoc */
   get inFlight(): number {
     return this.inner.inFlight;
   }
 
+  /** @inheritDoc */
   get broken(): boolean {
     return this.inner.broken;
   }
 
+  /** @inheritDoc */
   get detached(): boolean {
     return this.inner.detached;
   }
 
+  /** @inheritDoc */
   get notificationData(): number {
     return this.inner.notificationData;
   }
 
+  /**
+   * Returns null while the gate is closed.
+   * @inheritDoc
+   */
   pop(): DescriptorChain | null {
     return this.closed ? null : this.inner.pop();
   }
 
+  /** @inheritDoc */
   undoPop(chain: DescriptorChain): void {
     this.inner.undoPop(chain);
   }
 
+  /**
+   * Completions pass whether the gate is open or closed, so a stopping ring drains.
+   * @inheritDoc
+   */
   addUsed(chain: DescriptorChain, len: number): void {
     this.inner.addUsed(chain, len);
   }
 
+  /** @inheritDoc */
   flush(): boolean {
     return this.inner.flush();
   }
 
+  /**
+   * Returns false while the gate is closed, so the device does not go looking for chains it would
+   * not get.
+   * @inheritDoc
+   */
   enableNotification(): boolean {
     return this.closed ? false : this.inner.enableNotification();
   }
 
+  /** @inheritDoc */
   disableNotification(): void {
     this.inner.disableNotification();
   }
 
+  /** @inheritDoc */
   setNotificationData(data: number): void {
     this.inner.setNotificationData(data);
   }
 
+  /** @inheritDoc */
   position(): QueuePosition {
     return this.inner.position();
   }
 
+  /** @inheritDoc */
   detach(): void {
     this.inner.detach();
   }

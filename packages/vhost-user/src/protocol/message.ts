@@ -23,33 +23,52 @@ export interface Message {
 
 /** vring state description: an index and a number. */
 export interface VringState {
+  /** The ring's index within the device. */
   readonly index: number;
+  /**
+   * The number: a ring size (SET_VRING_NUM), a ring position (SET_VRING_BASE, GET_VRING_BASE) or an
+   * enable flag (SET_VRING_ENABLE).
+   */
   readonly num: number;
 }
 
 /** vring address description, in the front-end's user addresses (or IOVAs with an IOMMU). */
 export interface VringAddr {
+  /** The ring's index within the device. */
   readonly index: number;
+  /** Vring flags: bit 0 is VHOST_VRING_F_LOG (log writes to the used ring at `log`). */
   readonly flags: number;
+  /** Front-end address of the descriptor table (split) or descriptor ring (packed). */
   readonly desc: number;
+  /** Front-end address of the used ring (split) or device event suppression area (packed). */
   readonly used: number;
+  /** Front-end address of the available ring (split) or driver event suppression area (packed). */
   readonly avail: number;
+  /** Guest-physical address of the used ring, for dirty-page logging when VHOST_VRING_F_LOG is set. */
   readonly log: number;
 }
 
 /** One memory region: guest-physical address, size, the front-end's user address, and the offset in its file. */
 export interface MemoryRegionDesc {
+  /** Guest-physical address where the region starts. */
   readonly guestAddress: number;
+  /** Length of the region in bytes (never 0). */
   readonly size: number;
+  /** The front-end's own virtual address of the region, which ring addresses are given in. */
   readonly userAddress: number;
+  /** Where the region starts in the file descriptor sent with the message. */
   readonly mmapOffset: number;
 }
 
 /** Device configuration space access. */
 export interface ConfigAccess {
+  /** Byte offset into the device configuration space. */
   readonly offset: number;
+  /** Number of bytes read or written. */
   readonly size: number;
+  /** 0 (VHOST_SET_CONFIG_TYPE_FRONTEND) for a driver's access, 1 (..._MIGRATION) when migration restores it. */
   readonly flags: number;
+  /** The bytes to write (SET_CONFIG) or the front-end's placeholder (GET_CONFIG): a view into the payload. */
   readonly data: Uint8Array;
 }
 

@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 
 /** The test guest's kernel and initramfs. */
 export interface GuestImages {
+  /** Path of Debian's stock kernel (linux-image-amd64), which QEMU boots with -kernel. */
   readonly kernel: string;
+  /** Path of the initramfs (busybox, virtio modules and the /init that runs the checks), passed with -initrd. */
   readonly initrd: string;
 }
 

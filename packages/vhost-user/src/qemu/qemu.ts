@@ -7,6 +7,7 @@ export type Machine = 'pc' | 'q35' | 'microvm';
 
 /** A disk served by a vhost-user back-end (ours, or qemu-storage-daemon's export). */
 export interface VhostUserDisk {
+  /** Discriminates the disk kinds: attached as vhost-user-blk(-pci) over `socket`. */
   readonly kind: 'vhost-user';
   /** The back-end's socket. */
   readonly socket: string;
@@ -20,21 +21,29 @@ export interface VhostUserDisk {
 
 /** A disk QEMU serves itself with its built-in virtio-blk. */
 export interface BuiltinDisk {
+  /** Discriminates the disk kinds: QEMU's own virtio-blk(-pci) over a raw `image`. */
   readonly kind: 'builtin';
   /** Raw image file. */
   readonly image: string;
+  /** Request queues (num-queues). Default 1. */
   readonly queues?: number;
+  /** Use packed rings. Default false. */
   readonly packed?: boolean;
+  /** Device ID string the guest reads with VIRTIO_BLK_T_GET_ID. Default: none. */
   readonly serial?: string;
 }
 
 /** Everything needed to start the guest. */
 export interface QemuOptions {
+  /** The QEMU machine type, which picks the transport: virtio-pci or virtio-mmio. */
   readonly machine: Machine;
+  /** The kernel and initramfs to boot. */
   readonly guest: GuestImages;
   /** Kernel command line additions (vt.checks=..., vt.mode=demo). */
   readonly append: string;
+  /** The disks, in the order the guest enumerates them (vda, vdb, ...). */
   readonly disks: readonly (VhostUserDisk | BuiltinDisk)[];
+  /** KVM or TCG, as detectAcceleration() chose for this host. */
   readonly acceleration: Acceleration;
   /** Guest RAM in MiB. Default 256. */
   readonly memoryMiB?: number;
@@ -102,8 +111,11 @@ export function qemuArgs(options: QemuOptions): string[] {
 
 /** One "VT-CHECK name PASS|FAIL detail" line of the guest. */
 export interface CheckResult {
+  /** The check's name, as the guest's /init calls it. */
   readonly name: string;
+  /** True for PASS, false for FAIL. */
   readonly pass: boolean;
+  /** The rest of the line: what the check saw. */
   readonly detail: string;
 }
 
@@ -115,6 +127,7 @@ export interface GuestRun {
   readonly done: boolean;
   /** Everything QEMU printed (serial console and its own messages). */
   readonly output: string;
+  /** QEMU's exit code, or null when it was killed (timeout or a failed pause handler). */
   readonly exitCode: number | null;
 }
 

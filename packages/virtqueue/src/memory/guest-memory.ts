@@ -53,7 +53,11 @@ export class GuestMemoryRegion {
   /** Device writes are refused. */
   readonly readonly: boolean;
 
-  /** @internal */
+  /**
+   * Checks one region description (alignment, bounds, below 2^53) and views its buffer; GuestMemory
+   * builds its regions from the descriptions it is given.
+   * @internal
+   */
   constructor(init: MemoryRegionInit) {
     const byteOffset = init.byteOffset ?? 0;
     const size = init.size ?? init.buffer.byteLength - byteOffset;

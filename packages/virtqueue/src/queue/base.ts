@@ -21,12 +21,18 @@ export interface QueueLayoutOptions {
  * the rings.
  */
 export abstract class VirtqueueBase implements Virtqueue {
+  /** @inheritDoc */
   readonly index: number;
+  /** @inheritDoc */
   readonly size: number;
   abstract readonly packed: boolean;
+  /** @inheritDoc */
   inFlight = 0;
+  /** @inheritDoc */
   broken = false;
+  /** @inheritDoc */
   detached = false;
+  /** @inheritDoc */
   notificationData = -1;
   protected readonly memory: GuestMemory;
   protected readonly hooks: QueueHooks;
@@ -63,6 +69,7 @@ export abstract class VirtqueueBase implements Virtqueue {
     this.tableView = this.tableBounce;
   }
 
+  /** @inheritDoc */
   pop(): DescriptorChain | null {
     if (this.broken || this.detached) return null;
     const chain = this.popChain();
@@ -70,6 +77,11 @@ export abstract class VirtqueueBase implements Virtqueue {
     return chain;
   }
 
+  /**
+   * Throws if `chain` is not the latest one popped: giving back any other would desynchronise the
+   * ring cursor.
+   * @inheritDoc
+   */
   undoPop(chain: DescriptorChain): void {
     if (chain !== this.lastPopped || this.lastPopped === null) misuse('undoPop: only the chain returned by the latest pop() can be given back');
     const c = this.lastPopped;
@@ -80,6 +92,11 @@ export abstract class VirtqueueBase implements Virtqueue {
     this.release(c);
   }
 
+  /**
+   * Throws if the chain did not come from this queue or was already completed (a device bug, not a
+   * guest fault). After detach() the chain is only recycled.
+   * @inheritDoc
+   */
   addUsed(chain: DescriptorChain, len: number): void {
     const c = chain as Chain;
     if (c.owner !== this || !c.inFlight) misuse('addUsed: the chain was not popped from this queue, or was already completed');
@@ -93,6 +110,7 @@ export abstract class VirtqueueBase implements Virtqueue {
     }
   }
 
+  /** @inheritDoc */
   flush(): boolean {
     if (this.detached || this.batch === 0) return false;
     const notify = this.publish();
@@ -101,10 +119,18 @@ export abstract class VirtqueueBase implements Virtqueue {
     return notify;
   }
 
+  /**
+   * Stored as an unsigned 32-bit value.
+   * @inheritDoc
+   */
   setNotificationData(data: number): void {
     this.notificationData = data >>> 0;
   }
 
+  /**
+   * Also drops completions held back for VIRTIO_F_IN_ORDER.
+   * @inheritDoc
+   */
   detach(): void {
     this.detached = true;
     this.lastPopped = null;

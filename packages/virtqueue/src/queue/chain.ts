@@ -52,10 +52,15 @@ export function descriptorAddress(lo: number, hi: number): number {
  * @internal
  */
 export class Chain implements DescriptorChain {
+  /** @inheritDoc */
   id = 0;
+  /** @inheritDoc */
   fault: ChainFault = NONE;
+  /** @inheritDoc */
   readableLength = 0;
+  /** @inheritDoc */
   writableLength = 0;
+  /** @inheritDoc */
   descriptorCount = 0;
   /** Packed ring: descriptor slots the chain occupied. */
   ringSlots = 1;
@@ -65,12 +70,17 @@ export class Chain implements DescriptorChain {
   inFlight = false;
   /** The queue whose pool the chain belongs to. */
   readonly owner: object;
+  /** @inheritDoc */
   readonly reader: ChainReader;
+  /** @inheritDoc */
   readonly writer: ChainWriter;
+  /** The guest memory the buffers were validated against. */
   readonly memory: GuestMemory;
+  /** `memory.regions`, kept at hand because segments name their region by index into it. */
   readonly regions: readonly GuestMemoryRegion[];
   /** Segment i is [3i] region index, [3i + 1] offset in the region, [3i + 2] length. */
   segs = new Float64Array(3 * INITIAL_SEGMENTS);
+  /** Segments in use in `segs`; the array itself keeps the capacity of the longest chain seen. */
   segCount = 0;
   /** Segments before the first device-writable one, once one was seen. */
   private readableCount = 0;
@@ -85,6 +95,7 @@ export class Chain implements DescriptorChain {
   private hitEnd = 0;
   private hitWritable = false;
 
+  /** Creates an empty chain for the pool of the queue `owner`, over `memory`. */
   constructor(owner: object, memory: GuestMemory) {
     this.owner = owner;
     this.memory = memory;

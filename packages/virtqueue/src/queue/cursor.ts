@@ -38,7 +38,10 @@ abstract class ChainCursor {
   protected readonly scratch = new DataView(new ArrayBuffer(8));
   private readonly scratchBytes = new Uint8Array(this.scratch.buffer);
 
-  /** @internal */
+  /**
+   * Creates a cursor over one part of `chain`; the chain places it with reset().
+   * @internal
+   */
   constructor(chain: Chain) {
     this.chain = chain;
   }
@@ -48,7 +51,10 @@ abstract class ChainCursor {
     return this.length - this.position;
   }
 
-  /** @internal Points the cursor before segment `first`, for the `length` bytes of this part. */
+  /**
+   * Points the cursor before segment `first`, for the `length` bytes of this part.
+   * @internal
+   */
   reset(first: number, length: number): void {
     this.seg = first - 1;
     this.position = 0;

@@ -28,6 +28,7 @@ export function packedRingSizes(size: number): { desc: number; driver: number; d
  * wrap counters, plus the two event suppression structures.
  */
 export class PackedVirtqueue extends VirtqueueBase {
+  /** @inheritDoc */
   readonly packed = true;
   /** Descriptor ring, u32 view: [4i] addr lo, [4i+1] addr hi, [4i+2] len. */
   private readonly desc32: Uint32Array;
@@ -67,6 +68,10 @@ export class PackedVirtqueue extends VirtqueueBase {
     this.writeDeviceEvent();
   }
 
+  /**
+   * The next descriptor slots to read and write, with both wrap counters.
+   * @inheritDoc
+   */
   position(): QueuePosition {
     return {
       availIndex: this.nextAvail,
@@ -76,12 +81,21 @@ export class PackedVirtqueue extends VirtqueueBase {
     };
   }
 
+  /**
+   * Writes RING_EVENT_FLAGS_ENABLE, or RING_EVENT_FLAGS_DESC with the next slot under
+   * VIRTIO_F_EVENT_IDX, into the device event suppression structure (spec 2.8.10).
+   * @inheritDoc
+   */
   enableNotification(): boolean {
     this.notificationsEnabled = true;
     if (this.detached) return false;
     return this.rearm();
   }
 
+  /**
+   * Writes RING_EVENT_FLAGS_DISABLE into the device event suppression structure (spec 2.8.10).
+   * @inheritDoc
+   */
   disableNotification(): void {
     this.notificationsEnabled = false;
     if (!this.detached) Atomics.store(this.deviceEvent, 1, RING_EVENT_FLAGS_DISABLE);

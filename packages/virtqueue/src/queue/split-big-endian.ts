@@ -41,6 +41,7 @@ function ringView(memory: GuestMemory, addr: number, bytes: number): DataView {
  * extra work per descriptor.
  */
 export class BigEndianSplitVirtqueue extends VirtqueueBase {
+  /** @inheritDoc */
   readonly packed = false;
   private readonly mask: number;
   private readonly desc: DataView;
@@ -71,10 +72,18 @@ export class BigEndianSplitVirtqueue extends VirtqueueBase {
     this.signalledUsed = this.usedIdx;
   }
 
+  /**
+   * last_avail_idx and the used ring's idx; split rings have no wrap counters.
+   * @inheritDoc
+   */
   position(): QueuePosition {
     return { availIndex: this.lastAvailIdx, availWrapCounter: false, usedIndex: this.usedIdx, usedWrapCounter: false };
   }
 
+  /**
+   * Clears VIRTQ_USED_F_NO_NOTIFY, or under VIRTIO_F_EVENT_IDX publishes avail_event (spec 2.7.10).
+   * @inheritDoc
+   */
   enableNotification(): boolean {
     this.notificationsEnabled = true;
     if (this.detached) return false;
@@ -82,6 +91,11 @@ export class BigEndianSplitVirtqueue extends VirtqueueBase {
     return this.rearm();
   }
 
+  /**
+   * Sets VIRTQ_USED_F_NO_NOTIFY; under VIRTIO_F_EVENT_IDX it leaves avail_event stale instead,
+   * which keeps the driver quiet just as well (spec 2.7.10).
+   * @inheritDoc
+   */
   disableNotification(): void {
     this.notificationsEnabled = false;
     // With EVENT_IDX a stale avail_event already keeps the driver quiet (spec 2.7.10).

@@ -18,6 +18,7 @@ export function splitRingSizes(size: number): { desc: number; avail: number; use
  * and available ring, writes the used ring.
  */
 export class SplitVirtqueue extends VirtqueueBase {
+  /** @inheritDoc */
   readonly packed = false;
   private readonly mask: number;
   private readonly desc32: Uint32Array;
@@ -50,10 +51,18 @@ export class SplitVirtqueue extends VirtqueueBase {
     this.signalledUsed = this.usedIdx;
   }
 
+  /**
+   * last_avail_idx and the used ring's idx; split rings have no wrap counters.
+   * @inheritDoc
+   */
   position(): QueuePosition {
     return { availIndex: this.lastAvailIdx, availWrapCounter: false, usedIndex: this.usedIdx, usedWrapCounter: false };
   }
 
+  /**
+   * Clears VIRTQ_USED_F_NO_NOTIFY, or under VIRTIO_F_EVENT_IDX publishes avail_event (spec 2.7.10).
+   * @inheritDoc
+   */
   enableNotification(): boolean {
     this.notificationsEnabled = true;
     if (this.detached) return false;
@@ -61,6 +70,11 @@ export class SplitVirtqueue extends VirtqueueBase {
     return this.rearm();
   }
 
+  /**
+   * Sets VIRTQ_USED_F_NO_NOTIFY; under VIRTIO_F_EVENT_IDX it leaves avail_event stale instead,
+   * which keeps the driver quiet just as well (spec 2.7.10).
+   * @inheritDoc
+   */
   disableNotification(): void {
     this.notificationsEnabled = false;
     // With EVENT_IDX a stale avail_event already keeps the driver quiet (spec 2.7.10).
