@@ -30,6 +30,10 @@ export function straceWorks(): boolean {
 }
 
 const CALL = /^(\d+)\s+(\w+)\((\d+)<([^>]*)>(.*)$/;
+/** io_submit, whose first argument is an AIO context, not a descriptor. */
+const SUBMIT = /^(\d+)\s+(io_submit)\((.*)$/;
+/** One struct iocb as strace prints it. */
+const IOCB = /aio_lio_opcode=IOCB_CMD_(\w+), aio_fildes=\d+<([^>]*)>.*?aio_offset=(\d+)/g;
 const RESUMED = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$/;
 const UNFINISHED = ' <unfinished ...>';
 /** The end of a completed call: `) = result`, padded with spaces to a column, and for a failure `ENAME (text)`. */
@@ -39,7 +43,29 @@ const RETURN = /\)\s+=\s+(-?\d+)(?: (E[A-Z0-9]+) \([^)]*\))?[^)]*$/;
 export function parseTrace(log: string): TracedCall[] {
   const calls: TracedCall[] = [];
   const open = new Map<string, { pid: number; name: string; target: string; args: string; entry: number }>();
+  /** A completed call, or for io_submit one call per iocb: `io_submit:<opcode>` with the offset as its argument, result 1 if submitted. */
+  const complete = (started: { pid: number; name: string; target: string; args: string; entry: number }, result: number, error: string | undefined, exit: number): void => {
+    if (started.name !== 'io_submit') {
+      calls.push({ ...started, result, error, exit });
+      return;
+    }
+    [...started.args.matchAll(IOCB)].forEach(([, opcode, path, offset], i) => {
+      calls.push({ ...started, name: `io_submit:${(opcode as string).toLowerCase()}`, target: unhex(path as string), args: offset as string, result: i < result ? 1 : -1, error, exit });
+    });
+  };
   log.split('\n').forEach((line, n) => {
+    const submit = SUBMIT.exec(line);
+    if (submit !== null) {
+      const [, pid, name, rest] = submit as unknown as [string, string, string, string];
+      const started = { pid: Number(pid), name, target: '', args: rest, entry: n };
+      if (rest.endsWith(UNFINISHED)) {
+        open.set(pid, { ...started, args: rest.slice(0, -UNFINISHED.length) });
+        return;
+      }
+      const end = RETURN.exec(rest);
+      if (end !== null) complete({ ...started, args: rest.slice(0, end.index) }, Number(end[1]), end[2], n);
+      return;
+    }
     const call = CALL.exec(line);
     if (call !== null) {
       const [, pid, name, , target, rest] = call as unknown as [string, string, string, string, string, string];
@@ -48,7 +74,7 @@ export function parseTrace(log: string): TracedCall[] {
         return;
       }
       const end = RETURN.exec(rest);
-      if (end !== null) calls.push({ pid: Number(pid), name, target: unhex(target), args: rest.slice(0, end.index), result: Number(end[1]), error: end[2], entry: n, exit: n });
+      if (end !== null) complete({ pid: Number(pid), name, target: unhex(target), args: rest.slice(0, end.index), entry: n }, Number(end[1]), end[2], n);
       return;
     }
     const resumed = RESUMED.exec(line);
@@ -58,12 +84,12 @@ export function parseTrace(log: string): TracedCall[] {
     const end = RETURN.exec(rest);
     if (started === undefined || started.name !== name || end === null) return;
     open.delete(pid);
-    calls.push({ ...started, args: started.args + rest.slice(0, end.index), result: Number(end[1]), error: end[2], exit: n });
+    complete({ ...started, args: started.args + rest.slice(0, end.index) }, Number(end[1]), end[2], n);
   });
   return calls.sort((a, b) => a.exit - b.exit);
 }
 
-/** The last argument of a positional write (pwrite64, pwritev, pwritev2 print it last but for pwritev2's flags). */
+/** The offset of a positional write: the last argument (pwrite64, pwritev, an io_submit iocb; pwritev2 prints its flags after it). */
 export function writeOffset(call: TracedCall): number {
   const parts = call.args.split(', ');
   const last = call.name === 'pwritev2' ? parts[parts.length - 2] : parts[parts.length - 1];

@@ -1,4 +1,6 @@
 import type KoffiModule from 'koffi';
+import { HostAddresses, LITTLE_ENDIAN } from './iovec.js';
+import { constants } from 'node:os';
 
 /**
  * The libc calls Node does not expose (fallocate for hole punching, flock for
@@ -52,7 +54,37 @@ export interface Libc {
    * thread-pool round trip. Absent where pointers are not 64 bits wide.
    */
   readonly readNow?: (fd: number, offset: number, buffers: readonly Uint8Array[]) => number;
+  /** Linux AIO, where this binding knows the system call numbers (x86-64 and arm64). */
+  readonly aio?: LinuxAio;
 }
+
+/**
+ * Linux AIO (io_setup, io_submit, io_getevents, io_destroy; glibc has no
+ * wrappers, so through syscall(2)) for the AIO writer. Contexts are user
+ * addresses, safe as numbers.
+ */
+export interface LinuxAio {
+  /** Host addresses of guest-memory views and of the caller's own arrays. */
+  readonly addresses: HostAddresses;
+  /** io_setup: a context for up to `maxEvents` operations in flight. Throws {@link ErrnoError}. */
+  setup(maxEvents: number): number;
+  /** io_submit on a thread-pool thread; `done` gets the number submitted, or -errno. */
+  submit(context: number, count: number, iocbPointers: Uint32Array, done: (submitted: number) => void): void;
+  /** io_getevents without waiting: the number of struct io_event written to `events` (8 words each), or -errno. */
+  takeEvents(context: number, maximum: number, events: Uint32Array): number;
+  /** io_getevents on a thread-pool thread, waiting for at least `minimum`; `done` gets the count, or -errno. */
+  waitEvents(context: number, minimum: number, maximum: number, events: Uint32Array, done: (count: number) => void): void;
+  /** io_destroy. */
+  destroy(context: number): void;
+}
+
+/** syscall(2) numbers of the AIO calls per architecture (arch/x86/entry/syscalls, include/uapi/asm-generic/unistd.h). */
+const AIO_SYSCALLS: Partial<Record<string, { setup: number; destroy: number; getEvents: number; submit: number }>> = {
+  x64: { setup: 206, destroy: 207, getEvents: 208, submit: 209 },
+  arm64: { setup: 0, destroy: 1, getEvents: 4, submit: 2 },
+};
+
+const { EIO } = constants.errno;
 
 /** preadv2 flag: fail with EAGAIN instead of waiting for I/O (linux/fs.h). */
 const RWF_NOWAIT = 0x08;
@@ -90,7 +122,10 @@ async function bind(): Promise<Libc | null> {
   const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   const flock = lib.func('int flock(int fd, int operation)');
   const preadv2 = lib.func('intptr_t preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)');
-  const iovecs = koffi.sizeof('void *') === 8 ? new IovecList((view) => Number(koffi.address(view))) : undefined;
+  const addresses = koffi.sizeof('void *') === 8 ? new HostAddresses((view) => Number(koffi.address(view))) : undefined;
+  let iovecs = new Uint32Array(64);
+  const numbers = AIO_SYSCALLS[process.arch];
+  const aio = addresses === undefined || numbers === undefined || !LITTLE_ENDIAN ? undefined : bindAio(koffi, lib, numbers, addresses);
   return {
     fallocate: (fd, mode, offset, length) =>
       new Promise((resolve, reject) => {
@@ -104,53 +139,45 @@ async function bind(): Promise<Libc | null> {
     flock: (fd, operation) => {
       if ((flock(fd, operation) as number) !== 0) throw new ErrnoError('flock', koffi.errno(), errnoName(koffi, koffi.errno()));
     },
-    ...(iovecs && {
+    ...(addresses && {
       readNow: (fd: number, offset: number, buffers: readonly Uint8Array[]) => {
-        const n = preadv2(fd, iovecs.fill(buffers), buffers.length, offset, RWF_NOWAIT) as number;
+        if (iovecs.length < 4 * buffers.length) iovecs = new Uint32Array(4 * buffers.length);
+        addresses.writeIovecs(iovecs, 0, buffers);
+        const n = preadv2(fd, iovecs, buffers.length, offset, RWF_NOWAIT) as number;
         return n >= 0 ? n : -koffi.errno();
       },
     }),
+    ...(aio && { aio }),
   };
 }
 
-/** The host stores the low half of a 64-bit word first. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /**
- * struct iovec entries (64-bit pointers and lengths) for guest-memory views,
- * rebuilt in place for each call. Addresses are computed from each
- * ArrayBuffer's base, looked up once: the backing store of a guest-memory
- * buffer never moves.
+ * The AIO calls. syscall(2) is variadic; it is declared here with fixed
+ * integer and pointer arguments, which x86-64 and arm64 Linux pass in the
+ * same registers either way (koffi's async calls need a fixed prototype).
  */
-class IovecList {
-  private words = new Uint32Array(64);
-  private readonly bases = new WeakMap<ArrayBufferLike, number>();
-  private readonly addressOf: (view: Uint8Array) => number;
-
-  constructor(addressOf: (view: Uint8Array) => number) {
-    this.addressOf = addressOf;
-  }
-
-  /** The iovec array describing `buffers`, valid until the next call. */
-  fill(buffers: readonly Uint8Array[]): Uint32Array {
-    if (this.words.length < buffers.length * 4) this.words = new Uint32Array(buffers.length * 4);
-    const words = this.words;
-    for (let i = 0; i < buffers.length; i++) {
-      const view = buffers[i] as Uint8Array;
-      let base = this.bases.get(view.buffer);
-      if (base === undefined) {
-        base = this.addressOf(view) - view.byteOffset;
-        this.bases.set(view.buffer, base);
-      }
-      const address = base + view.byteOffset;
-      const lo = LITTLE_ENDIAN ? 0 : 1;
-      words[4 * i + lo] = address % 0x100000000;
-      words[4 * i + 1 - lo] = Math.floor(address / 0x100000000);
-      words[4 * i + 2 + lo] = view.length;
-      words[4 * i + 3 - lo] = 0;
-    }
-    return words;
-  }
+function bindAio(koffi: Koffi, lib: ReturnType<Koffi['load']>, numbers: NonNullable<(typeof AIO_SYSCALLS)[string]>, addresses: HostAddresses): LinuxAio {
+  const setup = lib.func('long syscall(long number, uint32_t maxEvents, _Out_ uint64_t *context)');
+  const destroy = lib.func('long syscall(long number, uintptr_t context)');
+  const submit = lib.func('long syscall(long number, uintptr_t context, long count, void *iocbPointers)');
+  const getEvents = lib.func('long syscall(long number, uintptr_t context, long minimum, long maximum, void *events, void *timeout)');
+  const noWait = new Uint32Array(4);
+  const result = (n: number): number => (n >= 0 ? n : -koffi.errno());
+  const call = (done: (n: number) => void) => (error: unknown, n: number) => done(error === null || error === undefined ? result(n) : -EIO);
+  return {
+    addresses,
+    setup: (maxEvents) => {
+      const context = new BigUint64Array(1);
+      if ((setup(numbers.setup, maxEvents, context) as number) !== 0) throw new ErrnoError('io_setup', koffi.errno(), errnoName(koffi, koffi.errno()));
+      return Number(context[0]);
+    },
+    submit: (context, count, iocbPointers, done) => submit.async(numbers.submit, context, count, iocbPointers, call(done)),
+    takeEvents: (context, maximum, events) => result(getEvents(numbers.getEvents, context, 0, maximum, events, noWait) as number),
+    waitEvents: (context, minimum, maximum, events, done) => getEvents.async(numbers.getEvents, context, minimum, maximum, events, null, call(done)),
+    destroy: (context) => {
+      destroy(numbers.destroy, context);
+    },
+  };
 }
 
 function errnoName(koffi: Koffi, errno: number): string {
