@@ -3,39 +3,44 @@
  * kernel together: watched under strace in a child process, WRITES
  * concurrent writes are one io_submit with one IOCB_CMD_PWRITEV per write,
  * made off the main thread, while a lone write is one positional write; the
- * image then holds every byte written.
+ * image then holds every byte written. A batch whose writes fail or come back
+ * short settles each write on its own.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrace, straceWorks, writeOffset, type TracedCall } from './syscall-trace.js';
 import { BATCH_STRIDE, WRITES } from './write-batch-pattern.js';
+import { LIMIT, WRITE_BYTES, errorWrites } from './write-error-pattern.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TRACED = straceWorks();
 if (!TRACED) console.warn('SKIP: strace cannot trace processes here (install strace; ptrace must be allowed): how writes reach the kernel is not observed');
 
+/** Runs `child` on a fresh image of `bytes` under strace; its output and the writes to the image strace saw. */
+async function traced(dir: string, child: string, bytes: number): Promise<{ image: string; out: string; writes: TracedCall[] }> {
+  const image = join(dir, 'disk.img');
+  await writeFile(image, new Uint8Array(bytes));
+  const traceFile = join(dir, 'strace.log');
+  const run = spawnSync(
+    'strace',
+    ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,io_submit', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, child), image],
+    { cwd: join(here, '..'), encoding: 'utf8' },
+  );
+  if (run.status !== 0) throw new Error(`${child} failed (${run.status ?? run.signal}): ${run.stderr.trim()}`);
+  return { image, out: run.stdout, writes: parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image) };
+}
+
 describe.skipIf(!TRACED)('batched writes (file backend with koffi, Linux AIO)', () => {
   let dir: string;
-  let image: string;
   let out: string;
   let writes: TracedCall[];
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'virtio-blk-write-batch-'));
-    image = join(dir, 'disk.img');
-    await writeFile(image, new Uint8Array((WRITES + 1) * BATCH_STRIDE));
-    const traceFile = join(dir, 'strace.log');
-    const child = spawnSync(
-      'strace',
-      ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,io_submit', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, 'write-batch-child.ts'), image],
-      { cwd: join(here, '..'), encoding: 'utf8' },
-    );
-    if (child.status !== 0) throw new Error(`write-batch child failed (${child.status ?? child.signal}): ${child.stderr.trim()}`);
-    out = child.stdout;
-    writes = parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image);
+    ({ out, writes } = await traced(dir, 'write-batch-child.ts', (WRITES + 1) * BATCH_STRIDE));
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -59,5 +64,34 @@ describe.skipIf(!TRACED)('batched writes (file backend with koffi, Linux AIO)', 
     expect(batched.map(writeOffset)).toEqual(Array.from({ length: WRITES }, (_, i) => (i + 1) * BATCH_STRIDE));
     expect(new Set(batched.map((c) => c.entry)).size).toBe(1);
     expect(batched[0]?.pid).not.toBe(pid);
+  });
+});
+
+describe.skipIf(!TRACED)('a batch with failed and short writes (RLIMIT_FSIZE)', () => {
+  let dir: string;
+  let run: { image: string; out: string; writes: TracedCall[] };
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'virtio-blk-write-error-'));
+    run = await traced(dir, 'write-error-child.ts', 64 << 10);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the three writes went to the kernel as one io_submit', () => {
+    const batched = run.writes.filter((c) => c.name === 'io_submit:pwritev');
+    expect(batched.map(writeOffset)).toEqual([...errorWrites]);
+    expect(new Set(batched.map((c) => c.entry)).size).toBe(1);
+  });
+
+  it('each write settles on its own: inside the limit ok, across it and past it EFBIG', () => {
+    expect(run.out.trim().split('\n')).toEqual([`WRITE ${errorWrites[0]} ok`, `WRITE ${errorWrites[1]} EFBIG`, `WRITE ${errorWrites[2]} EFBIG`]);
+  });
+
+  it('the short write kept the part below the limit, and nothing went past it', async () => {
+    expect((await stat(run.image)).size).toBe(LIMIT);
+    const bytes = await readFile(run.image);
+    expect(bytes.subarray(0, WRITE_BYTES).every((b) => b === 0xa5)).toBe(true);
+    expect(bytes.subarray(LIMIT - WRITE_BYTES / 2, LIMIT).every((b) => b === 0xa5)).toBe(true);
   });
 });

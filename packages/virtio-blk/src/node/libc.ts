@@ -4,7 +4,8 @@ import { constants } from 'node:os';
 
 /**
  * The libc calls Node does not expose (fallocate for hole punching, flock for
- * image locking, preadv2 for page-cache reads without waiting), through koffi. koffi is an optional peer dependency: the
+ * image locking, preadv2 for page-cache reads without waiting, Linux AIO for
+ * batched writes), through koffi. koffi is an optional peer dependency: the
  * browser part never loads it, and the file backend works without it,
  * writing zeroes instead of punching holes and taking no lock.
  */
@@ -91,7 +92,7 @@ const RWF_NOWAIT = 0x08;
 
 /** Printed once when koffi is missing on Linux: what is lost and how to get it back. */
 export const NO_KOFFI_WARNING =
-  'koffi is not installed: @virtio-ts/virtio-blk/node opens images without an flock lock, writes zeroes instead of punching holes and reads cached data through the thread pool; install koffi (npm install koffi) to get all three';
+  'koffi is not installed: @virtio-ts/virtio-blk/node opens images without an flock lock, writes zeroes instead of punching holes, and reads and writes through the thread pool one by one; install koffi (npm install koffi) to get locking, hole punching, page-cache reads and batched writes';
 
 let loading: Promise<Libc | null> | undefined;
 
