@@ -2,7 +2,7 @@ import { constants } from 'node:os';
 import { getWord64, setWord64, skipBytes } from './iovec.js';
 import { ErrnoError, type LinuxAio } from './libc.js';
 
-const { EINVAL, ENOSYS } = constants.errno;
+const { EINTR, EINVAL, ENOSYS } = constants.errno;
 
 /** aio_abi.h: IOCB_CMD_PWRITEV; the iocb's aio_buf is then an iovec array and aio_nbytes its length. */
 const IOCB_CMD_PWRITEV = 8;
@@ -45,8 +45,18 @@ export class AioWriter {
   private queued: QueuedWrite[] = [];
   private scheduled = false;
   private enabled = true;
-  /** Batches submitted and not yet reaped. */
-  private inFlight = 0;
+  /**
+   * Submitted writes by the aio_data their iocb carries: a context's events
+   * come back in any order and for any batch, whichever call collects them.
+   */
+  private readonly outstanding = new Map<number, QueuedWrite>();
+  private nextId = 0;
+  /** io_submit calls running on the thread pool. */
+  private submitting = 0;
+  /** An io_getevents waiting on the thread pool, for writes the kernel finishes after io_submit. */
+  private waiting = false;
+  private readonly events = new Uint32Array(MAX_EVENTS * EVENT_WORDS);
+  private readonly waitedEvents = new Uint32Array(MAX_EVENTS * EVENT_WORDS);
   private drained: (() => void) | undefined;
   private readonly submitQueued = (): void => this.submit();
 
@@ -72,11 +82,11 @@ export class AioWriter {
     });
   }
 
-  /** Waits for every batch in flight, then releases the AIO context. */
+  /** Waits for every submitted write, then releases the AIO context. */
   async close(): Promise<void> {
     this.enabled = false;
     this.submit();
-    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    if (this.submitting > 0 || this.outstanding.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.aio.destroy(this.context);
   }
 
@@ -85,10 +95,14 @@ export class AioWriter {
     const all = this.queued;
     this.queued = [];
     if (all.length === 1 || !this.enabled) {
-      for (const w of all) this.fallback(w.offset, w.buffers).then(w.resolve, w.reject);
+      for (const w of all) this.writeAlone(w);
       return;
     }
     for (let first = 0; first < all.length; first += MAX_EVENTS) this.submitBatch(all.slice(first, first + MAX_EVENTS));
+  }
+
+  private writeAlone(w: QueuedWrite): void {
+    this.fallback(w.offset, w.buffers).then(w.resolve, w.reject);
   }
 
   /**
@@ -102,11 +116,16 @@ export class AioWriter {
     for (const w of batch) segments += w.buffers.length;
     const words = new Uint32Array(2 * n + n * IOCB_WORDS + 4 * segments);
     const base = this.aio.addresses.of(new Uint8Array(words.buffer));
+    const ids: number[] = [];
     let iovecAt = 2 * n + n * IOCB_WORDS;
     for (let i = 0; i < n; i++) {
       const w = batch[i] as QueuedWrite;
+      const id = this.nextId;
+      this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER;
+      ids.push(id);
+      this.outstanding.set(id, w);
       const iocb = 2 * n + i * IOCB_WORDS;
-      setWord64(words, iocb, i); // aio_data: the index the event brings back
+      setWord64(words, iocb, id); // aio_data: the id the event brings back
       words[iocb + 4] = IOCB_CMD_PWRITEV; // aio_lio_opcode, aio_reqprio 0 (little-endian halves)
       words[iocb + 5] = this.fd; // aio_fildes
       setWord64(words, iocb + 6, base + 4 * iovecAt); // aio_buf
@@ -116,42 +135,54 @@ export class AioWriter {
       iovecAt += 4 * w.buffers.length;
       setWord64(words, 2 * i, base + 4 * iocb);
     }
-    this.inFlight++;
-    this.aio.submit(this.context, n, words, (submitted) => this.submitted(batch, submitted));
+    this.submitting++;
+    this.aio.submit(this.context, n, words, (submitted) => this.submitted(ids, submitted));
   }
 
-  private submitted(batch: QueuedWrite[], submitted: number): void {
-    if (submitted < 0) {
-      if (submitted === -ENOSYS || submitted === -EINVAL) this.enabled = false;
-      this.settleBatch();
-      for (const w of batch) this.fallback(w.offset, w.buffers).then(w.resolve, w.reject);
+  /** io_submit returned: what it did not take goes through the fallback; what it did is collected. */
+  private submitted(ids: readonly number[], submitted: number): void {
+    this.submitting--;
+    if (submitted === -ENOSYS || submitted === -EINVAL) this.enabled = false;
+    // A failed call took nothing; a full context (EAGAIN) took the first `submitted`.
+    for (const id of ids.slice(Math.max(submitted, 0))) {
+      const w = this.outstanding.get(id) as QueuedWrite;
+      this.outstanding.delete(id);
+      this.writeAlone(w);
+    }
+    this.collect();
+  }
+
+  /**
+   * Completes every write whose event is ready. Writes to a buffered file are
+   * done when io_submit returns; should any still be running once no
+   * io_submit is left to come back, one io_getevents waits for them on the
+   * thread pool.
+   */
+  private collect(): void {
+    for (;;) {
+      const count = this.aio.takeEvents(this.context, MAX_EVENTS, this.events);
+      if (count <= 0) break;
+      this.complete(this.events, count);
+    }
+    if (this.outstanding.size > 0 && this.submitting === 0 && !this.waiting) {
+      this.waiting = true;
+      this.aio.waitEvents(this.context, 1, MAX_EVENTS, this.waitedEvents, (count) => {
+        this.waiting = false;
+        if (count > 0) this.complete(this.waitedEvents, count);
+        else if (count !== -EINTR) this.failOutstanding(-count);
+        this.collect();
+      });
       return;
     }
-    // The context was full (EAGAIN for the rest): those go through the fallback.
-    for (const w of batch.slice(submitted)) this.fallback(w.offset, w.buffers).then(w.resolve, w.reject);
-    this.reap(batch, submitted, new Uint32Array(submitted * EVENT_WORDS));
+    if (this.submitting === 0 && this.outstanding.size === 0) this.drained?.();
   }
 
-  /** Collects the events of `pending` submitted writes of `batch`, waiting on the pool only if they are not ready yet. */
-  private reap(batch: QueuedWrite[], pending: number, events: Uint32Array): void {
-    while (pending > 0) {
-      const count = this.aio.takeEvents(this.context, pending, events);
-      if (count <= 0) {
-        this.aio.waitEvents(this.context, 1, pending, events, (waited) => {
-          if (waited > 0) this.complete(batch, events, waited);
-          this.reap(batch, pending - Math.max(waited, 0), events);
-        });
-        return;
-      }
-      this.complete(batch, events, count);
-      pending -= count;
-    }
-    this.settleBatch();
-  }
-
-  private complete(batch: QueuedWrite[], events: Uint32Array, count: number): void {
+  private complete(events: Uint32Array, count: number): void {
     for (let k = 0; k < count; k++) {
-      const w = batch[getWord64(events, k * EVENT_WORDS)] as QueuedWrite;
+      const id = getWord64(events, k * EVENT_WORDS);
+      const w = this.outstanding.get(id);
+      if (w === undefined) continue;
+      this.outstanding.delete(id);
       const result = getWord64(events, k * EVENT_WORDS + 4); // res: bytes written or -errno
       if (result === w.bytes) w.resolve();
       else if (result < 0) w.reject(new ErrnoError('io_submit(pwritev)', -result, errnoName(-result)));
@@ -159,8 +190,11 @@ export class AioWriter {
     }
   }
 
-  private settleBatch(): void {
-    if (--this.inFlight === 0) this.drained?.();
+  /** The context cannot report its events: every write it holds fails, and later writes bypass it. */
+  private failOutstanding(errno: number): void {
+    this.enabled = false;
+    for (const w of this.outstanding.values()) w.reject(new ErrnoError('io_getevents', errno, errnoName(errno)));
+    this.outstanding.clear();
   }
 }
 
