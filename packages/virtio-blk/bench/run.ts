@@ -9,8 +9,9 @@
  * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS,
  * MB/s and process CPU time per operation for the device and for plain I/O,
  * and the device/plain ratio.
- * Usage: pnpm bench [-- --quick] [--only <case>] [--side plain|device]
- * (`--side` runs one side alone, for profiling it: no ratio is printed).
+ * Usage: pnpm bench [-- --quick] [--only <case>] [--side plain|device] [--aio threads|native]
+ * (`--side` runs one side alone, for profiling it: no ratio is printed;
+ * `--aio` is the file backend's write mode).
  */
 import { read, write } from 'node:fs';
 import { open, mkdtemp, rm } from 'node:fs/promises';
@@ -26,6 +27,8 @@ const PKG = '@virtio-ts/virtio-blk';
 const quick = process.argv.includes('--quick');
 const only = process.argv[process.argv.indexOf('--only') + 1];
 const side = process.argv.includes('--side') ? process.argv[process.argv.indexOf('--side') + 1] : undefined;
+const aio = process.argv.includes('--aio') ? process.argv[process.argv.indexOf('--aio') + 1] : 'threads';
+if (aio !== 'threads' && aio !== 'native') throw new Error(`--aio must be threads or native, not ${String(aio)}`);
 /** Each case alternates plain and device runs of SECONDS each, ROUNDS times, and reports medians: the machine's noise hits both alike. */
 const SECONDS = quick ? 0.2 : 0.5;
 const ROUNDS = quick ? 3 : 7;
@@ -171,7 +174,7 @@ try {
   for (let at = 0; at < IMAGE_BYTES; at += MiB) await setup.write(chunk, 0, MiB, at);
   await setup.close();
 
-  const backend = await FileBackend.open(path);
+  const backend = await FileBackend.open(path, { aio });
   const blk = new VirtioBlk({ backend, queueSize: 256 });
   // A Linux-like driver: split rings with EVENT_IDX, the header, data and status in their own descriptors.
   const driver = new VirtioDriver(new CoreTransport(GuestMemory.create(64 * MiB), blk));

@@ -3,15 +3,15 @@
  * WRITES writes started in the same event-loop turn, through the file
  * backend; then reads the image back with plain fs and checks every byte.
  * Prints `PID <pid>` and `VERIFY ok|mismatch`.
- * Usage: write-batch-child.ts <image>
+ * Usage: write-batch-child.ts <image> threads|native
  */
 import { readFile } from 'node:fs/promises';
 import { FileBackend } from '../src/node/index.js';
 import { BATCH_STRIDE, WRITES, WRITE_BYTES, writeData } from './write-batch-pattern.js';
 
-const [image] = process.argv.slice(2) as [string];
+const [image, aio] = process.argv.slice(2) as [string, 'threads' | 'native'];
 console.log(`PID ${process.pid}`);
-const backend = await FileBackend.open(image, { lock: false });
+const backend = await FileBackend.open(image, { lock: false, aio });
 // A guest-memory-like buffer: every write's data is a view into it, as the device's are.
 const memory = new Uint8Array((WRITES + 1) * WRITE_BYTES);
 for (let i = 0; i <= WRITES; i++) memory.set(writeData(i), i * WRITE_BYTES);

@@ -1,10 +1,11 @@
 /**
- * The file backend hands writes started in one event-loop turn to the
- * kernel together: watched under strace in a child process, WRITES
+ * With `aio: 'native'` the file backend hands writes started in one
+ * event-loop turn to the kernel together: watched under strace in a child process, WRITES
  * concurrent writes are one io_submit with one IOCB_CMD_PWRITEV per write,
  * made off the main thread, while a lone write is one positional write; the
  * image then holds every byte written. A batch whose writes fail or come back
- * short settles each write on its own.
+ * short settles each write on its own. The default, 'threads', makes one
+ * positional write per write.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -21,26 +22,26 @@ const TRACED = straceWorks();
 if (!TRACED) console.warn('SKIP: strace cannot trace processes here (install strace; ptrace must be allowed): how writes reach the kernel is not observed');
 
 /** Runs `child` on a fresh image of `bytes` under strace; its output and the writes to the image strace saw. */
-async function traced(dir: string, child: string, bytes: number): Promise<{ image: string; out: string; writes: TracedCall[] }> {
+async function traced(dir: string, child: string, bytes: number, ...args: string[]): Promise<{ image: string; out: string; writes: TracedCall[] }> {
   const image = join(dir, 'disk.img');
   await writeFile(image, new Uint8Array(bytes));
   const traceFile = join(dir, 'strace.log');
   const run = spawnSync(
     'strace',
-    ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,io_submit', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, child), image],
+    ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,io_submit', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, child), image, ...args],
     { cwd: join(here, '..'), encoding: 'utf8' },
   );
   if (run.status !== 0) throw new Error(`${child} failed (${run.status ?? run.signal}): ${run.stderr.trim()}`);
   return { image, out: run.stdout, writes: parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image) };
 }
 
-describe.skipIf(!TRACED)('batched writes (file backend with koffi, Linux AIO)', () => {
+describe.skipIf(!TRACED)("aio: 'native': batched writes (file backend with koffi, Linux AIO)", () => {
   let dir: string;
   let out: string;
   let writes: TracedCall[];
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'virtio-blk-write-batch-'));
-    ({ out, writes } = await traced(dir, 'write-batch-child.ts', (WRITES + 1) * BATCH_STRIDE));
+    ({ out, writes } = await traced(dir, 'write-batch-child.ts', (WRITES + 1) * BATCH_STRIDE, 'native'));
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -64,6 +65,23 @@ describe.skipIf(!TRACED)('batched writes (file backend with koffi, Linux AIO)', 
     expect(batched.map(writeOffset)).toEqual(Array.from({ length: WRITES }, (_, i) => (i + 1) * BATCH_STRIDE));
     expect(new Set(batched.map((c) => c.entry)).size).toBe(1);
     expect(batched[0]?.pid).not.toBe(pid);
+  });
+});
+
+describe.skipIf(!TRACED)("aio: 'threads', the default", () => {
+  let dir: string;
+  let run: { image: string; out: string; writes: TracedCall[] };
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'virtio-blk-write-threads-'));
+    run = await traced(dir, 'write-batch-child.ts', (WRITES + 1) * BATCH_STRIDE, 'threads');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('makes one positional write per write, and no io_submit', () => {
+    expect(run.out).toMatch(/^VERIFY ok$/m);
+    expect(run.writes.map((c) => c.name)).toEqual(Array.from({ length: WRITES + 1 }, () => expect.stringMatching(/^pwrite/)));
   });
 });
 

@@ -17,7 +17,7 @@ const setrlimit = koffi.load('libc.so.6').func('int setrlimit(int resource, uint
 // Crossing the limit raises SIGXFSZ, whose default action ends the process; with a handler the write fails with EFBIG.
 process.on('SIGXFSZ', () => undefined);
 if ((setrlimit(RLIMIT_FSIZE, new BigUint64Array([BigInt(LIMIT), BigInt(LIMIT)])) as number) !== 0) throw new Error(`setrlimit failed: errno ${koffi.errno()}`);
-const backend = await FileBackend.open(image, { lock: false });
+const backend = await FileBackend.open(image, { lock: false, aio: 'native' });
 const data = new Uint8Array(WRITE_BYTES).fill(0xa5);
 const outcomes = await Promise.allSettled(errorWrites.map((offset) => backend.write(offset, [data])));
 outcomes.forEach((outcome, i) => {

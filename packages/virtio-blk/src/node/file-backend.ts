@@ -22,6 +22,19 @@ export interface FileBackendOptions {
    * (Linux, with the optional dependency koffi installed). Defaults to true.
    */
   readonly lock?: boolean;
+  /**
+   * How writes reach the kernel, in QEMU's words. 'threads' (the default):
+   * each write is one positional write on libuv's thread pool. 'native': the
+   * writes requested in one event-loop turn go together in one Linux AIO
+   * io_submit on one pool thread (buffered I/O, koffi installed, x86-64 or
+   * arm64; otherwise 'threads'). 'native' spends about a third less CPU per
+   * write, but one thread then performs a whole batch in turn where the pool
+   * would run four writes at once, so at queue depth 32 on a quiet machine it
+   * completed fewer 4 KiB random writes per second (see the README's
+   * benchmark): choose it where host CPU, not a single disk's latency, is
+   * what runs out.
+   */
+  readonly aio?: 'threads' | 'native';
 }
 
 /** Why an image cannot be opened, in one line that says what to do. */
@@ -54,9 +67,9 @@ const RESOLVED = Promise.resolve();
  * the guest-memory views they are given (positional read/write, readv/writev
  * for scattered buffers; no intermediate copy), through the callback API on
  * the descriptor: it does about twice the operations per second of
- * FileHandle's promise API. Writes requested in the same event-loop turn go
- * to the kernel together, in one Linux AIO io_submit on one thread-pool
- * thread (see AioWriter). A read of data already in the host page cache
+ * FileHandle's promise API. With `aio: 'native'`, writes requested in the
+ * same event-loop turn go to the kernel together, in one Linux AIO io_submit
+ * on one thread-pool thread (see AioWriter). A read of data already in the host page cache
  * is served at once on the event loop by preadv2(RWF_NOWAIT) (koffi
  * installed, buffered I/O): the thread-pool hand-off costs several times
  * the copy itself; data that would need the disk goes to the thread pool
@@ -86,7 +99,7 @@ export class FileBackend implements BlockBackend {
   private zeroes: Uint8Array | undefined;
   private closed = false;
 
-  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, c: Libc | null, punchHole: boolean) {
+  private constructor(path: string, handle: FileHandle, buffered: FileHandle | undefined, size: number, readOnly: boolean, c: Libc | null, punchHole: boolean, aio: FileBackendOptions['aio']) {
     this.path = path;
     this.handle = handle;
     this.buffered = buffered;
@@ -95,7 +108,7 @@ export class FileBackend implements BlockBackend {
     this.libc = c;
     // With O_DIRECT there is no page cache to hit, and the read would wait for the disk.
     this.readNow = buffered === undefined ? c?.readNow : undefined;
-    this.writer = buffered === undefined && !readOnly ? aioWriter(c, handle.fd) : undefined;
+    this.writer = aio === 'native' && buffered === undefined && !readOnly ? aioWriter(c, handle.fd) : undefined;
     this.punchHole = punchHole;
     this.zeroRange = this.libc !== null && !readOnly;
     this.canUnmap = punchHole;
@@ -127,7 +140,7 @@ export class FileBackend implements BlockBackend {
       }
       if (direct) buffered = await fsp.open(path, readOnly ? constants.O_RDONLY : constants.O_RDWR);
       const punchHole = !readOnly && (await probePunchHole(c, handle.fd, size));
-      return new FileBackend(path, handle, buffered, size, readOnly, c, punchHole);
+      return new FileBackend(path, handle, buffered, size, readOnly, c, punchHole, options.aio);
     } catch (error) {
       await buffered?.close();
       await handle.close();
