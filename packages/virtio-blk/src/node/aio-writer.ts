@@ -32,8 +32,10 @@ export type WriteFallback = (offset: number, buffers: readonly Uint8Array[]) => 
  * file io_submit performs the writes before it returns (only O_DIRECT I/O is
  * asynchronous in Linux AIO), so their events are ready when it does; a
  * file system that completes later is waited for on the pool as well.
- * Buffered writes to one file serialise on its inode lock in the kernel
- * anyway, so one thread per batch loses no parallelism.
+ * The price: a batch runs on one thread, in turn, and its completions come
+ * back together, so the pool and the event loop take turns instead of
+ * overlapping; less CPU per write, fewer writes per second on an idle host
+ * (measured in the package README's benchmark).
  * A lone write, a short write's remainder and anything io_submit refuses go
  * through `fallback`; a kernel without AIO turns batching off.
  */
