@@ -189,7 +189,10 @@ try {
     const bases: Rate[] = [];
     const devs: Rate[] = [];
     for (let round = 0; round < ROUNDS; round++) {
+      // Each run starts with no dirty pages: otherwise host writeback, set off by one side's writes, lands on the other's run.
+      await handle.datasync();
       if (side !== 'device') bases.push(await plain(handle, memory, slots, c));
+      await handle.datasync();
       if (side !== 'plain') devs.push(await device(driver, waiting, slots, c));
     }
     for (const s of slots) for (const addr of [s.header, s.data, s.status]) driver.release(addr);

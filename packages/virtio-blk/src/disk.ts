@@ -34,6 +34,8 @@ export class Disk implements DiskState {
   readonly config: BlkConfigSpace;
   /** @inheritDoc */
   flushEnabled = false;
+  /** CONFIG_WCE was negotiated: `writeback` decides the cache mode. Kept as a boolean since every write asks. */
+  private configWce = false;
   /** @inheritDoc */
   discard: ResolvedRangeLimits | undefined;
   /** @inheritDoc */
@@ -80,9 +82,8 @@ export class Disk implements DiskState {
    * (CONFIG_WCE negotiated and `writeback` 0).
    */
   writethrough(): boolean {
-    const f = this.features ?? 0n;
-    if (hasFeature(f, VIRTIO_BLK_F_CONFIG_WCE)) return !this.config.writeback;
-    return this.options.flush && !hasFeature(f, VIRTIO_BLK_F_FLUSH);
+    if (this.configWce) return !this.config.writeback;
+    return this.options.flush && !this.flushEnabled;
   }
 
   /** Whether the driver may write `writeback` now (spec 5.2.5: CONFIG_WCE; 5.2.5.3: legacy drivers before negotiation). */
@@ -96,11 +97,12 @@ export class Disk implements DiskState {
     this.features = features;
     this.legacy = !hasFeature(features, VIRTIO_F_VERSION_1);
     this.flushEnabled = hasFeature(features, VIRTIO_BLK_F_FLUSH);
+    this.configWce = hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE);
     this.discard = hasFeature(features, VIRTIO_BLK_F_DISCARD) ? o.discard : undefined;
     this.writeZeroes = hasFeature(features, VIRTIO_BLK_F_WRITE_ZEROES) ? o.writeZeroes : undefined;
     this.secureErase = hasFeature(features, VIRTIO_BLK_F_SECURE_ERASE) ? o.secureErase : undefined;
     this.lifetime = hasFeature(features, VIRTIO_BLK_F_LIFETIME) ? o.lifetime : undefined;
-    if (hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE) && !this.flushEnabled) this.config.writeback = false;
+    if (this.configWce && !this.flushEnabled) this.config.writeback = false;
   }
 
   /** Forgets the driver: no command enabled, the cache mode back to its initial value. */
@@ -108,6 +110,7 @@ export class Disk implements DiskState {
     this.features = undefined;
     this.legacy = false;
     this.flushEnabled = false;
+    this.configWce = false;
     this.discard = undefined;
     this.writeZeroes = undefined;
     this.secureErase = undefined;

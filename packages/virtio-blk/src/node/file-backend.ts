@@ -248,29 +248,56 @@ export class FileBackend implements BlockBackend {
 function transfer(fd: number, offset: number, buffers: readonly Uint8Array[], toFile: boolean): Promise<void> {
   let left = 0;
   for (const b of buffers) left += b.length;
-  if (left === 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    let list = buffers as Uint8Array[];
-    let position = offset;
-    const next = (): void => {
-      if (list.length === 1) {
-        const b = list[0] as Uint8Array;
-        if (toFile) write(fd, b, 0, b.length, position, done);
-        else read(fd, b, 0, b.length, position, done);
-      } else if (toFile) writev(fd, list, position, done);
-      else readv(fd, list, position, done);
-    };
-    const done = (error: NodeJS.ErrnoException | null, n: number): void => {
-      if (error !== null) return reject(error);
-      if (n === 0) return reject(endOfFile(position));
-      left -= n;
-      if (left === 0) return resolve();
-      position += n;
-      list = skipBytes(list, n);
-      next();
-    };
-    next();
-  });
+  if (left === 0) return RESOLVED;
+  return new Promise((resolve, reject) => new Transfer(fd, offset, buffers, left, toFile, resolve, reject).next());
+}
+
+/**
+ * One transfer in flight. A class rather than closures: the request path
+ * runs this for every read and write, and one object with one bound
+ * callback is the least it can allocate.
+ */
+class Transfer {
+  private readonly fd: number;
+  private list: readonly Uint8Array[];
+  private position: number;
+  private left: number;
+  private readonly toFile: boolean;
+  private readonly resolve: () => void;
+  private readonly reject: (error: Error) => void;
+  private readonly done: (error: NodeJS.ErrnoException | null, n: number) => void;
+
+  constructor(fd: number, position: number, list: readonly Uint8Array[], left: number, toFile: boolean, resolve: () => void, reject: (error: Error) => void) {
+    this.fd = fd;
+    this.position = position;
+    this.list = list;
+    this.left = left;
+    this.toFile = toFile;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.done = this.moved.bind(this);
+  }
+
+  /** Starts the next system call for what is left. */
+  next(): void {
+    const list = this.list;
+    if (list.length === 1) {
+      const b = list[0] as Uint8Array;
+      if (this.toFile) write(this.fd, b, 0, b.length, this.position, this.done);
+      else read(this.fd, b, 0, b.length, this.position, this.done);
+    } else if (this.toFile) writev(this.fd, list as Uint8Array[], this.position, this.done);
+    else readv(this.fd, list as Uint8Array[], this.position, this.done);
+  }
+
+  private moved(error: NodeJS.ErrnoException | null, n: number): void {
+    if (error !== null) return this.reject(error);
+    if (n === 0) return this.reject(endOfFile(this.position));
+    this.left -= n;
+    if (this.left === 0) return this.resolve();
+    this.position += n;
+    this.list = skipBytes(this.list, n);
+    this.next();
+  }
 }
 
 /**
