@@ -7,3 +7,4 @@ export { writeElf } from './elf-writer.js';
 export { scriptGuestElf } from './script-guest-elf.js';
 export { GuestProgram, LAPIC } from './guest-program.js';
 export { checkUsed, mmioGuestTransport, offerChain, pciGuestTransport, type GuestBuffer, type GuestTransport, type SplitQueueLayout } from './virtio-guest.js';
+export { runLinuxGuest, type GuestCheck, type LinuxGuestOptions, type LinuxGuestRun } from './linux-guest.js';
