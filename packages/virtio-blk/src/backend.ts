@@ -12,8 +12,13 @@ export interface BlockBackend {
   /** `writeZeroes(..., true)` and `discard` may deallocate storage (sets `write_zeroes_may_unmap`). */
   readonly canUnmap: boolean;
 
-  /** Fills `buffers`, in order, with the bytes starting at `offset`. */
-  read(offset: number, buffers: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Fills `buffers`, in order, with the bytes starting at `offset`. Returns
+   * nothing when the bytes are already there (a backend that can answer at
+   * once, such as a page-cache hit, then costs the device no promise), else a
+   * promise that settles when they are.
+   */
+  read(offset: number, buffers: readonly Uint8Array[]): Promise<void> | void;
   /** Stores `buffers`, in order, at `offset`. */
   write(offset: number, buffers: readonly Uint8Array[]): Promise<void>;
   /** Makes every write that completed before this call durable. */

@@ -84,7 +84,7 @@ export function startRequest(chain: DescriptorChain, disk: DiskState): RequestOu
   switch (type) {
     case VIRTIO_BLK_T_IN:
       if (outBytes !== 0 || !dataInRange(disk, sector, inBytes)) return IOERR;
-      return disk.backend.read(sector * SECTOR_SIZE, chain.writer.slices(inBytes));
+      return disk.backend.read(sector * SECTOR_SIZE, chain.writer.slices(inBytes)) ?? VIRTIO_BLK_S_OK;
     case VIRTIO_BLK_T_OUT:
       if (disk.readOnly || inBytes !== 0 || !dataInRange(disk, sector, outBytes)) return IOERR;
       return durable(disk, disk.backend.write(sector * SECTOR_SIZE, reader.slices(outBytes)));

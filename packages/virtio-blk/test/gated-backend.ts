@@ -53,7 +53,7 @@ export class GatedBackend implements BlockBackend {
   }
 
   read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
-    return this.run({ kind: 'read', offset, length: total(buffers) }, () => this.inner.read(offset, buffers));
+    return this.run({ kind: 'read', offset, length: total(buffers) }, async () => this.inner.read(offset, buffers));
   }
 
   write(offset: number, buffers: readonly Uint8Array[]): Promise<void> {

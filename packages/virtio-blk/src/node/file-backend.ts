@@ -153,15 +153,15 @@ export class FileBackend implements BlockBackend {
     return this.bytes;
   }
 
-  /** Reads the file at `offset` straight into `buffers` (guest memory). */
-  read(offset: number, buffers: readonly Uint8Array[]): Promise<void> {
+  /** Reads the file at `offset` straight into `buffers` (guest memory); returns nothing when the page cache answered at once. */
+  read(offset: number, buffers: readonly Uint8Array[]): Promise<void> | void {
     const readNow = this.readNow;
     if (readNow === undefined) return this.transfer(offset, buffers, false);
     let bytes = 0;
     for (const b of buffers) bytes += b.length;
     if (bytes === 0 || bytes > READ_NOW_MAX_BYTES) return this.transfer(offset, buffers, false);
     const n = readNow(this.handle.fd, offset, buffers);
-    if (n === bytes) return RESOLVED;
+    if (n === bytes) return;
     if (n > 0) return this.transfer(offset + n, skipBytes(buffers, n), false);
     // A kernel or file system without RWF_NOWAIT: stop trying.
     if (n === -EOPNOTSUPP || n === -EINVAL || n === -ENOSYS) this.readNow = undefined;
