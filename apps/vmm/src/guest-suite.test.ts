@@ -18,7 +18,7 @@ import { attachVirtio, type TransportKind } from './virtio/attach.js';
  * so the suite is skipped there, loudly.
  */
 const host = hostVirtualization();
-const skip = !host.kvm ? 'no /dev/kvm' : !host.hardware ? `no hardware virtualization (${host.pvm ? '/dev/kvm is kvm_pvm' : 'no vmx/svm'}): a full Linux boot would take many minutes` : undefined;
+const skip = !host.kvm ? 'no /dev/kvm' : !host.hardware ? `no hardware virtualization (${host.pvm ? '/dev/kvm is kvm_pvm' : 'no vmx/svm'}): a stock kernel's ring-0 code would run in an instruction emulator that lacks instructions Linux uses at boot (XRSTOR, POPCNT were hit)` : undefined;
 if (skip !== undefined) console.warn(`SKIP: @virtio-ts/vmm full-Linux guest suite: ${skip}`);
 
 const DISK_BYTES = 64 * 1024 * 1024;
