@@ -5,16 +5,13 @@
  * thread and nothing else; a read of evicted pages gets EAGAIN there and is
  * done by another thread (the thread pool) — both return the image's bytes.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternByte } from './page-cache-pattern.js';
-import { parseTrace, straceWorks, type TracedCall } from './syscall-trace.js';
+import { straceWorks, traceChild, type TracedCall } from './syscall-trace.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const TRACED = straceWorks();
 if (!TRACED) console.warn('SKIP: strace cannot trace processes here (install strace; ptrace must be allowed): which thread reads the image is not observed');
 
@@ -43,20 +40,13 @@ describe.skipIf(!TRACED)('page-cache reads on the event loop (file backend with 
     await file.write(bytes, 0, bytes.length, 0);
     await file.datasync();
     await file.close();
-    const traceFile = join(dir, 'strace.log');
-    const child = spawnSync(
-      'strace',
-      ['-f', '-y', '-qq', '-e', 'trace=pread64,preadv,preadv2', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, 'page-cache-child.ts'), image, String(CACHED), String(EVICTED), String(LENGTH)],
-      { cwd: join(here, '..'), encoding: 'utf8' },
-    );
-    if (child.status !== 0) throw new Error(`page-cache child failed (${child.status ?? child.signal}): ${child.stderr.trim()}`);
-    const out = child.stdout;
+    const { out, calls } = await traceChild(dir, 'page-cache-child.ts', [image, String(CACHED), String(EVICTED), String(LENGTH)], ['pread64', 'preadv', 'preadv2'], image);
     run = {
       image,
       pid: Number(/^PID (\d+)$/m.exec(out)?.[1]),
       evicted: /^EVICTED yes$/m.test(out),
       out,
-      reads: parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image),
+      reads: calls,
     };
     if (!run.evicted) console.warn(`SKIP: the file system under ${tmpdir()} keeps the image's pages cached after POSIX_FADV_DONTNEED (tmpfs?): the thread-pool fallback is not observed`);
   });

@@ -5,6 +5,9 @@
  * contains the parentheses or brackets the parser splits on.
  */
 import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** One completed system call, in the order strace saw it enter and return. */
 export interface TracedCall {
@@ -27,6 +30,24 @@ export interface TracedCall {
 export function straceWorks(): boolean {
   const probe = spawnSync('strace', ['-o', '/dev/null', 'true'], { stdio: 'ignore' });
   return probe.error === undefined && probe.status === 0;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Runs the test script `child` (in this folder) with `args` under `strace -f`,
+ * tracing `syscalls`, in `dir`; throws if it fails. Returns what it printed and
+ * the calls strace saw on `image`.
+ */
+export async function traceChild(dir: string, child: string, args: readonly string[], syscalls: readonly string[], image: string): Promise<{ out: string; calls: TracedCall[] }> {
+  const traceFile = join(dir, 'strace.log');
+  const run = spawnSync(
+    'strace',
+    ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', `trace=${syscalls.join(',')}`, '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, child), ...args],
+    { cwd: join(here, '..'), encoding: 'utf8' },
+  );
+  if (run.status !== 0) throw new Error(`${child} failed (${run.status ?? run.signal}): ${run.stderr.trim()}`);
+  return { out: run.stdout, calls: parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image) };
 }
 
 const CALL = /^(\d+)\s+(\w+)\((\d+)<([^>]*)>(.*)$/;

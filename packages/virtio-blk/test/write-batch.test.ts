@@ -7,17 +7,14 @@
  * short settles each write on its own. The default, 'threads', makes one
  * positional write per write.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseTrace, straceWorks, writeOffset, type TracedCall } from './syscall-trace.js';
+import { straceWorks, traceChild, writeOffset, type TracedCall } from './syscall-trace.js';
 import { BATCH_STRIDE, WRITES } from './write-batch-pattern.js';
 import { LIMIT, WRITE_BYTES, errorWrites } from './write-error-pattern.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const TRACED = straceWorks();
 if (!TRACED) console.warn('SKIP: strace cannot trace processes here (install strace; ptrace must be allowed): how writes reach the kernel is not observed');
 
@@ -25,14 +22,8 @@ if (!TRACED) console.warn('SKIP: strace cannot trace processes here (install str
 async function traced(dir: string, child: string, bytes: number, ...args: string[]): Promise<{ image: string; out: string; writes: TracedCall[] }> {
   const image = join(dir, 'disk.img');
   await writeFile(image, new Uint8Array(bytes));
-  const traceFile = join(dir, 'strace.log');
-  const run = spawnSync(
-    'strace',
-    ['-f', '-y', '-xx', '-s', '32', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,io_submit', '-o', traceFile, process.execPath, '--conditions=@virtio-ts/source', '--import', 'tsx', join(here, child), image, ...args],
-    { cwd: join(here, '..'), encoding: 'utf8' },
-  );
-  if (run.status !== 0) throw new Error(`${child} failed (${run.status ?? run.signal}): ${run.stderr.trim()}`);
-  return { image, out: run.stdout, writes: parseTrace(await readFile(traceFile, 'utf8')).filter((c) => c.target === image) };
+  const { out, calls } = await traceChild(dir, child, [image, ...args], ['pwrite64', 'pwritev', 'pwritev2', 'io_submit'], image);
+  return { image, out, writes: calls };
 }
 
 describe.skipIf(!TRACED)("aio: 'native': batched writes (file backend with koffi, Linux AIO)", () => {

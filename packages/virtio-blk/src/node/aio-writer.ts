@@ -187,7 +187,7 @@ export class AioWriter {
       this.outstanding.delete(id);
       const result = getWord64(events, k * EVENT_WORDS + 4); // res: bytes written or -errno
       if (result === w.bytes) w.resolve();
-      else if (result < 0) w.reject(new ErrnoError('io_submit(pwritev)', -result, errnoName(-result)));
+      else if (result < 0) w.reject(new ErrnoError('io_submit(pwritev)', -result));
       else this.fallback(w.offset + result, skipBytes(w.buffers, result)).then(w.resolve, w.reject);
     }
   }
@@ -195,12 +195,7 @@ export class AioWriter {
   /** The context cannot report its events: every write it holds fails, and later writes bypass it. */
   private failOutstanding(errno: number): void {
     this.enabled = false;
-    for (const w of this.outstanding.values()) w.reject(new ErrnoError('io_getevents', errno, errnoName(errno)));
+    for (const w of this.outstanding.values()) w.reject(new ErrnoError('io_getevents', errno));
     this.outstanding.clear();
   }
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
 }

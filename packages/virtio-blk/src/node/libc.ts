@@ -32,8 +32,9 @@ export class ErrnoError extends Error {
   /** Its name, e.g. 'EOPNOTSUPP'. */
   readonly code: string;
 
-  /** `call` failed with `errno`, whose name is `code`. */
-  constructor(call: string, errno: number, code: string) {
+  /** `call` failed with `errno`; its name comes from the host's errno table. */
+  constructor(call: string, errno: number) {
+    const code = Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
     super(`${call} failed: ${code}`);
     this.name = 'ErrnoError';
     this.errno = errno;
@@ -133,12 +134,12 @@ async function bind(): Promise<Libc | null> {
         fallocate.async(fd, mode, offset, length, (error: unknown, result: number) => {
           // koffi restores the worker thread's errno around this callback.
           if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
-          else if (result !== 0) reject(new ErrnoError('fallocate', koffi.errno(), errnoName(koffi, koffi.errno())));
+          else if (result !== 0) reject(new ErrnoError('fallocate', koffi.errno()));
           else resolve();
         });
       }),
     flock: (fd, operation) => {
-      if ((flock(fd, operation) as number) !== 0) throw new ErrnoError('flock', koffi.errno(), errnoName(koffi, koffi.errno()));
+      if ((flock(fd, operation) as number) !== 0) throw new ErrnoError('flock', koffi.errno());
     },
     ...(addresses && {
       readNow: (fd: number, offset: number, buffers: readonly Uint8Array[]) => {
@@ -169,7 +170,7 @@ function bindAio(koffi: Koffi, lib: ReturnType<Koffi['load']>, numbers: NonNulla
     addresses,
     setup: (maxEvents) => {
       const context = new BigUint64Array(1);
-      if ((setup(numbers.setup, maxEvents, context) as number) !== 0) throw new ErrnoError('io_setup', koffi.errno(), errnoName(koffi, koffi.errno()));
+      if ((setup(numbers.setup, maxEvents, context) as number) !== 0) throw new ErrnoError('io_setup', koffi.errno());
       return Number(context[0]);
     },
     submit: (context, count, iocbPointers, done) => submit.async(numbers.submit, context, count, iocbPointers, call(done)),
@@ -181,7 +182,3 @@ function bindAio(koffi: Koffi, lib: ReturnType<Koffi['load']>, numbers: NonNulla
   };
 }
 
-function errnoName(koffi: Koffi, errno: number): string {
-  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
-}
