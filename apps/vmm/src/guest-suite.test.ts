@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BLK_RING_FEATURES, MemoryBackend, VirtioBlk } from '@virtio-ts/virtio-blk';
-import { buildGuest } from '@virtio-ts/vhost-user/qemu';
+import { READ_ONLY_SERIAL, RW_EXTENT, blockSuiteChecks, buildGuest } from '@virtio-ts/vhost-user/qemu';
 import { VIRTIO_F_RING_PACKED, featureBit } from '@virtio-ts/virtqueue';
 import { describe, expect, it } from 'vitest';
 import { hostVirtualization } from './kvm/kvm.js';
@@ -13,9 +13,10 @@ import { attachVirtio, type TransportKind } from './virtio/attach.js';
  * Debian's stock kernel and a busybox initramfs whose /init runs the checks
  * named on the command line, scripts/guest), run against this VMM: every
  * combination of transport, ring layout and queue count, each boot with a
- * read-write disk and a read-only one. A full Linux boot needs hardware
- * virtualization; where guest ring-0 code is emulated it takes many minutes,
- * so the suite is skipped there, loudly.
+ * read-write disk and a read-only one, running the same checks
+ * (blockSuiteChecks). A full Linux boot needs hardware virtualization: where
+ * guest ring-0 code is emulated (kvm_pvm) the emulator lacks instructions
+ * Linux uses at boot, so the suite is skipped there, loudly.
  */
 const host = hostVirtualization();
 const skip = !host.kvm ? 'no /dev/kvm' : !host.hardware ? `no hardware virtualization (${host.pvm ? '/dev/kvm is kvm_pvm' : 'no vmx/svm'}): a stock kernel's ring-0 code would run in an instruction emulator that lacks instructions Linux uses at boot (XRSTOR, POPCNT were hit)` : undefined;
@@ -57,25 +58,16 @@ describe.skipIf(skip !== undefined)('the guest suite on this VMM', () => {
           memory: 512 * 1024 * 1024,
           // Linux runs one request queue per CPU at most.
           cpus: row.queues,
-          checks: [
-            `disk:vda:${DISK_BYTES}:vt-${tag}`,
-            `queues:vda:${row.queues}`,
-            `packed:vda:${row.packed ? 1 : 0}`,
-            'rw:vda:1:4',
-            'flush:vda',
-            'discard:vda:8:4',
-            `disk:vdb:${DISK_BYTES}:vt-readonly`,
-            'readonly:vdb',
-          ],
+          checks: blockSuiteChecks({ diskBytes: DISK_BYTES, serial: `vt-${tag}`, queues: row.queues, packed: row.packed }),
           devices: (machine) => {
             attachVirtio(machine, row.transport, new VirtioBlk({ backend: rw, serial: `vt-${tag}`, queues: row.queues, ringFeatures }), 'vda', log);
-            attachVirtio(machine, row.transport, new VirtioBlk({ backend: ro, serial: 'vt-readonly', readOnly: true, ringFeatures }), 'vdb', log);
+            attachVirtio(machine, row.transport, new VirtioBlk({ backend: ro, serial: READ_ONLY_SERIAL, readOnly: true, ringFeatures }), 'vdb', log);
           },
           timeoutMs: BOOT_BOUND_MS,
         });
         expectPassed(run, ['disk', 'queues', 'packed', 'rw', 'flush', 'discard', 'disk', 'readonly']);
         // The data the guest wrote and read back is in the disk's image, at the offset it wrote to.
-        const written = rw.bytes.subarray(1 * 2 ** 20, 5 * 2 ** 20);
+        const written = rw.bytes.subarray(RW_EXTENT.offsetMib * 2 ** 20, (RW_EXTENT.offsetMib + RW_EXTENT.mib) * 2 ** 20);
         expect(run.checks.find((c) => c.name === 'rw')?.detail).toBe(`md5 ${createHash('md5').update(written).digest('hex')}`);
         expect(ro.bytes.every((b) => b === 0)).toBe(true);
         expect(logs.filter((l) => l.includes('refused') || l.includes('NEEDS_RESET'))).toEqual([]);

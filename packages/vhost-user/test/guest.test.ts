@@ -11,7 +11,7 @@ import { VirtioBlk } from '@virtio-ts/virtio-blk';
 import { FileBackend } from '@virtio-ts/virtio-blk/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VhostUserServer } from '../src/index.js';
-import { buildGuest, detectAcceleration, findExecutable, qemuArgs, runGuest, type GuestImages, type GuestRun, type Machine } from '../src/qemu/index.js';
+import { READ_ONLY_SERIAL, RW_EXTENT, blockSuiteChecks, buildGuest, detectAcceleration, findExecutable, qemuArgs, runGuest, type GuestImages, type GuestRun, type Machine } from '../src/qemu/index.js';
 
 const BOOT_TIMEOUT_MS = 420_000;
 const DISK_BYTES = 64 * 2 ** 20;
@@ -100,7 +100,7 @@ describe.skipIf(qemu === undefined)('Linux guest through our vhost-user-blk', ()
       async () => {
         const tag = `${row.machine}-${row.packed ? 'p' : 's'}${row.queues}`;
         const rw = await serve(`${tag}-rw`, { queues: row.queues, serial: `vt-${tag}` });
-        const ro = await serve(`${tag}-ro`, { readOnly: true, serial: 'vt-readonly' });
+        const ro = await serve(`${tag}-ro`, { readOnly: true, serial: READ_ONLY_SERIAL });
         try {
           // Linux runs one request queue per CPU at most.
           const run = await boot(
@@ -110,20 +110,11 @@ describe.skipIf(qemu === undefined)('Linux guest through our vhost-user-blk', ()
               { kind: 'vhost-user', socket: rw.socket, queues: row.queues, packed: row.packed },
               { kind: 'vhost-user', socket: ro.socket, packed: row.packed },
             ],
-            [
-              `disk:vda:${DISK_BYTES}:vt-${tag}`,
-              `queues:vda:${row.queues}`,
-              `packed:vda:${row.packed ? 1 : 0}`,
-              'rw:vda:1:4',
-              'flush:vda',
-              'discard:vda:8:4',
-              `disk:vdb:${DISK_BYTES}:vt-readonly`,
-              'readonly:vdb',
-            ],
+            blockSuiteChecks({ diskBytes: DISK_BYTES, serial: `vt-${tag}`, queues: row.queues, packed: row.packed }),
           );
           expectPassed(run, ['disk', 'queues', 'packed', 'rw', 'flush', 'discard', 'disk', 'readonly']);
           // The data the guest wrote and read back is in the image file, at the offset it wrote to.
-          expect(checkDetail(run, 'rw')).toBe(`md5 ${imageMd5(rw.image, 1, 4)}`);
+          expect(checkDetail(run, 'rw')).toBe(`md5 ${imageMd5(rw.image, RW_EXTENT.offsetMib, RW_EXTENT.mib)}`);
           expect(rw.logs.filter((l) => l.includes('refused') || l.includes('NEEDS_RESET'))).toEqual([]);
         } finally {
           await rw.close();
