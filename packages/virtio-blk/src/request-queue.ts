@@ -40,14 +40,22 @@ export class RequestQueue {
   private readonly host: RequestQueueHost;
   private flushScheduled = false;
   private drainScheduled = false;
+  /** Available buffer notifications are off until the scheduled flush looks at the ring again. */
+  private quiet = false;
   private stopped = false;
   /** Backend operations started and not yet settled. */
   private inFlight = 0;
   /** Settles once {@link inFlight} drops to 0 after {@link stop}. */
   private idle: { promise: Promise<void>; wake: () => void } | undefined;
   private readonly flushNow = (): void => {
+    if (this.stopped) {
+      this.flushScheduled = false;
+      return;
+    }
+    // Requests the driver added while notifications were off join this batch (spec 2.7.10: enable, then check again).
+    if (this.quiet && this.wake()) this.take();
     this.flushScheduled = false;
-    if (!this.stopped) this.queue.flush();
+    this.queue.flush();
   };
   private readonly drainNow = (): void => {
     this.drainScheduled = false;
@@ -62,11 +70,36 @@ export class RequestQueue {
   }
 
   /**
-   * Starts every available request, at most one lap of the ring per call so
+   * Starts every available request. Notifications are off while it does
+   * (spec 2.7.10), and stay off while a completion batch waits for its flush,
+   * which takes what the driver added meanwhile: a driver that adds requests
+   * one by one notifies once per batch instead of once per request (a VM exit
+   * each, in a VMM).
+   */
+  drain(): void {
+    while (!this.stopped) {
+      if (!this.quiet) {
+        this.queue.disableNotification();
+        this.quiet = true;
+      }
+      this.take();
+      // The scheduled flush, or the drain of the next turn, turns notifications back on.
+      if (this.flushScheduled || this.drainScheduled || this.stopped || !this.wake()) return;
+    }
+  }
+
+  /** Turns notifications back on; true if requests arrived before they were (the caller takes them). */
+  private wake(): boolean {
+    this.quiet = false;
+    return this.queue.enableNotification();
+  }
+
+  /**
+   * Starts the available requests, at most one lap of the ring per call so
    * that a driver that keeps adding cannot starve the event loop; the rest
    * are taken in a later turn.
    */
-  drain(): void {
+  private take(): void {
     const queue = this.queue;
     for (let i = 0; i < queue.size; i++) {
       if (this.stopped) return;

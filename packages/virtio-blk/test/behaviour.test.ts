@@ -9,6 +9,7 @@ import {
   VIRTIO_BLK_S_IOERR,
   VIRTIO_BLK_S_OK,
   VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
   BLK_RING_FEATURES,
@@ -74,6 +75,19 @@ describe.each(TRANSPORTS_AND_LAYOUTS)('concurrency over %s (packed=%s)', (_name,
     gate.release();
     await Promise.all(first);
     expect(queueInterrupts(driver) - before).toBe(2);
+  });
+
+  // Requests GET_ID answers at once: the first one's completion waits for the batch's flush, as a page-cache read does.
+  it.each([false, true])('spec 2.7.10, 2.8.10: while a batch waits for its flush, requests added one by one need no notification (eventIdx=%s)', async (eventIdx) => {
+    const { driver } = await rig({ transport, init: { packed, eventIdx } });
+    const queue = driver.queue(0);
+    const before = queue.notifications;
+    const batch = Array.from({ length: 8 }, () => submit(driver, { type: VIRTIO_BLK_T_GET_ID, inLen: 20 }));
+    expect(queue.notifications - before).toBe(1);
+    for (const done of await Promise.all(batch)) expect(done.status).toBe(VIRTIO_BLK_S_OK);
+    // The flush turned notifications back on: the next request notifies and is served.
+    expect((await submit(driver, { type: VIRTIO_BLK_T_GET_ID, inLen: 20 })).status).toBe(VIRTIO_BLK_S_OK);
+    expect(queue.notifications - before).toBe(2);
   });
 });
 

@@ -258,6 +258,6 @@ export class PackedVirtqueue extends VirtqueueBase {
   /** Asks for a notification at the next slot, then re-checks it to close the race (spec 2.8.10). */
   private rearm(): boolean {
     this.writeDeviceEvent();
-    return this.available();
+    return !this.broken && this.available();
   }
 }
