@@ -31,8 +31,10 @@ const side = process.argv.includes('--side') ? process.argv[process.argv.indexOf
 const aio = process.argv.includes('--aio') ? process.argv[process.argv.indexOf('--aio') + 1] : 'threads';
 if (aio !== 'threads' && aio !== 'native') throw new Error(`--aio must be threads or native, not ${String(aio)}`);
 /** Each case alternates plain and device runs of SECONDS each, ROUNDS times, and reports medians: the machine's noise hits both alike. */
-const SECONDS = quick ? 0.2 : 0.5;
-const ROUNDS = quick ? 3 : 7;
+const SECONDS = quick ? 0.2 : 0.25;
+const ROUNDS = quick ? 4 : 14;
+/** Uncounted rounds first: the JIT compiles each side's path while they run. */
+const WARM_UP_ROUNDS = 2;
 const IMAGE_BYTES = 256 << 20;
 const MiB = 1 << 20;
 
@@ -219,12 +221,16 @@ try {
     for (const s of slots) memory.fill(s.data, c.blockBytes, 0x3c);
     const bases: Rate[] = [];
     const devs: Rate[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = -WARM_UP_ROUNDS; round < ROUNDS; round++) {
       // Each run starts with no dirty pages: otherwise host writeback, set off by one side's writes, lands on the other's run.
-      await handle.datasync();
-      if (side !== 'device') bases.push(await plain(handle, memory, slots, c));
-      await handle.datasync();
-      if (side !== 'plain') devs.push(await device(driver, dispatcher, slots, c));
+      // Which side goes first alternates, so that neither always runs in the wake of the other's writes.
+      const order = round % 2 === 0 ? ['plain', 'device'] : ['device', 'plain'];
+      for (const which of order) {
+        if (side !== undefined && which !== side) continue;
+        await handle.datasync();
+        const rate = which === 'plain' ? await plain(handle, memory, slots, c) : await device(driver, dispatcher, slots, c);
+        if (round >= 0) (which === 'plain' ? bases : devs).push(rate);
+      }
     }
     for (const s of slots) for (const addr of [s.header, s.data, s.status]) driver.release(addr);
     const mbs = (iops: number): number => (iops * c.blockBytes) / 1e6;
