@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreTransport, VirtioDriver, type DriverQueue } from '@virtio-ts/driver';
 import { GuestMemory, featureBit } from '@virtio-ts/virtqueue';
-import type { GuestBuffer, UsedElement } from '@virtio-ts/virtqueue/testing';
+import type { GuestBuffer } from '@virtio-ts/virtqueue/testing';
 import { VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk } from '../src/index.js';
 import { FileBackend } from '../src/node/index.js';
 
@@ -146,7 +146,8 @@ function plain(handle: FileHandle, memory: GuestMemory, slots: readonly Slot[], 
 class Dispatcher {
   /** The worker waiting for each chain ID (IDs are below the queue size). */
   readonly owners: Int32Array;
-  onUsed: (worker: number, used: UsedElement) => void = () => undefined;
+  /** Called with the worker whose request the device used. */
+  onUsed: (worker: number) => void = () => undefined;
 
   constructor(queue: DriverQueue) {
     this.owners = new Int32Array(queue.size);
@@ -154,7 +155,7 @@ class Dispatcher {
   }
 
   private async run(queue: DriverQueue): Promise<void> {
-    for (;;) for (const used of await queue.waitUsed()) this.onUsed(this.owners[used.id] as number, used);
+    for (;;) for (const used of await queue.waitUsed()) this.onUsed(this.owners[used.id] as number);
   }
 }
 
@@ -205,7 +206,7 @@ try {
   const dispatcher = new Dispatcher(driver.queue(0));
   const handle = await open(path, 'r+');
   for (const c of cases.filter((k) => !process.argv.includes('--only') || k.name === only)) {
-    // Plain I/O, then the device, on the same offsets: both see the same page-cache state.
+    // Both sides issue the same offsets into the same page-cache state.
     const memory = driver.transport.memory;
     const slots: Slot[] = Array.from({ length: c.depth }, () => {
       const header = driver.allocate(16, 16);
