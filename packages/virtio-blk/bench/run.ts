@@ -9,9 +9,11 @@
  * Prints `BENCH @virtio-ts/virtio-blk <case> <value> <unit>` lines: IOPS,
  * MB/s and process CPU time per operation for the device and for plain I/O,
  * and the device/plain ratio.
- * Usage: pnpm bench [-- --quick] [--only <case>] [--side plain|device] [--aio threads|native]
+ * Usage: pnpm bench [-- --quick] [--only <case>] [--side plain|device] [--aio threads|native] [--control]
  * (`--side` runs one side alone, for profiling it: no ratio is printed;
- * `--aio` is the file backend's write mode).
+ * `--aio` is the file backend's write mode; `--control` runs plain I/O in the
+ * device's place and prints `<case>-control-ratio`, plain against itself: how
+ * far the machine's noise alone moves a ratio).
  */
 import { read, write } from 'node:fs';
 import { open, mkdtemp, rm } from 'node:fs/promises';
@@ -28,6 +30,7 @@ const PKG = '@virtio-ts/virtio-blk';
 const quick = process.argv.includes('--quick');
 const only = process.argv[process.argv.indexOf('--only') + 1];
 const side = process.argv.includes('--side') ? process.argv[process.argv.indexOf('--side') + 1] : undefined;
+const control = process.argv.includes('--control');
 const aio = process.argv.includes('--aio') ? process.argv[process.argv.indexOf('--aio') + 1] : 'threads';
 if (aio !== 'threads' && aio !== 'native') throw new Error(`--aio must be threads or native, not ${String(aio)}`);
 /** Each case alternates plain and device runs of SECONDS each, ROUNDS times, and reports medians: the machine's noise hits both alike. */
@@ -79,7 +82,21 @@ function median(values: readonly number[]): number {
 interface Rate {
   readonly perSecond: number;
   readonly cpuMicros: number;
+  /** CPU time of the main thread alone per operation, in microseconds: where the device and its driver run. */
+  readonly mainCpuMicros: number;
 }
+
+/** CPU time of the calling thread in microseconds (clock_gettime(CLOCK_THREAD_CPUTIME_ID) through koffi). */
+const threadCpuMicros = await (async (): Promise<() => number> => {
+  const koffi = (await import('koffi')).default;
+  const clockGettime = koffi.load('libc.so.6').func('int clock_gettime(int clock, _Out_ int64_t *timespec)');
+  const CLOCK_THREAD_CPUTIME_ID = 3;
+  const timespec = new BigInt64Array(2);
+  return () => {
+    clockGettime(CLOCK_THREAD_CPUTIME_ID, timespec);
+    return Number(timespec[0]) * 1e6 + Number(timespec[1]) / 1e3;
+  };
+})();
 
 /**
  * Runs `depth` workers until the time is up: `start(worker)` begins one
@@ -91,6 +108,7 @@ function measure(depth: number, start: (worker: number) => void, bind: (finished
     const deadline = performance.now() + SECONDS * 1000;
     const began = performance.now();
     const cpu = process.cpuUsage();
+    const mainCpu = threadCpuMicros();
     let done = 0;
     let active = depth;
     bind(
@@ -99,7 +117,7 @@ function measure(depth: number, start: (worker: number) => void, bind: (finished
         if (performance.now() < deadline) start(worker);
         else if (--active === 0) {
           const used = process.cpuUsage(cpu);
-          resolve({ perSecond: done / ((performance.now() - began) / 1000), cpuMicros: (used.user + used.system) / done });
+          resolve({ perSecond: done / ((performance.now() - began) / 1000), cpuMicros: (used.user + used.system) / done, mainCpuMicros: (threadCpuMicros() - mainCpu) / done });
         }
       },
       reject,
@@ -229,26 +247,28 @@ try {
       for (const which of order) {
         if (side !== undefined && which !== side) continue;
         await handle.datasync();
-        const rate = which === 'plain' ? await plain(handle, memory, slots, c) : await device(driver, dispatcher, slots, c);
+        const rate = which === 'plain' || control ? await plain(handle, memory, slots, c) : await device(driver, dispatcher, slots, c);
         if (round >= 0) (which === 'plain' ? bases : devs).push(rate);
       }
     }
     for (const s of slots) for (const addr of [s.header, s.data, s.status]) driver.release(addr);
     const mbs = (iops: number): number => (iops * c.blockBytes) / 1e6;
-    if (devs.length > 0) {
+    if (devs.length > 0 && !control) {
       const dev = median(devs.map((r) => r.perSecond));
       report(c.name, dev, 'IOPS');
       report(c.name, mbs(dev), 'MB/s', 1);
       report(`${c.name}-cpu`, median(devs.map((r) => r.cpuMicros)), 'us/op', 1);
+      report(`${c.name}-main-cpu`, median(devs.map((r) => r.mainCpuMicros)), 'us/op', 1);
     }
     if (bases.length > 0) {
       const base = median(bases.map((r) => r.perSecond));
       report(`${c.name}-plain`, base, 'IOPS');
       report(`${c.name}-plain`, mbs(base), 'MB/s', 1);
       report(`${c.name}-plain-cpu`, median(bases.map((r) => r.cpuMicros)), 'us/op', 1);
+      report(`${c.name}-plain-main-cpu`, median(bases.map((r) => r.mainCpuMicros)), 'us/op', 1);
     }
     if (side !== undefined) continue;
-    report(`${c.name}-ratio`, median(devs.map((r, i) => r.perSecond / (bases[i] as Rate).perSecond)), 'x', 2);
+    report(`${c.name}-${control ? 'control-' : ''}ratio`, median(devs.map((r, i) => r.perSecond / (bases[i] as Rate).perSecond)), 'x', 2);
   }
   await handle.close();
   await backend.close();
