@@ -99,11 +99,12 @@ const threadCpuMicros = await (async (): Promise<() => number> => {
 })();
 
 /**
- * Runs `depth` workers until the time is up: `start(worker)` begins one
- * operation, which calls `finished(worker)` when it is over. Callbacks, not a
- * promise per operation: the harness should cost both sides as little as it can.
+ * Runs `depth` workers until the time is up. `begin(finished, fail)` returns
+ * the function that starts one operation of a worker, which calls
+ * `finished(worker)` when it is over. Callbacks, not a promise per operation:
+ * the harness should cost both sides as little as it can.
  */
-function measure(depth: number, start: (worker: number) => void, bind: (finished: (worker: number) => void, fail: (error: Error) => void) => void): Promise<Rate> {
+function measure(depth: number, begin: (finished: (worker: number) => void, fail: (error: Error) => void) => (worker: number) => void): Promise<Rate> {
   return new Promise((resolve, reject) => {
     const deadline = performance.now() + SECONDS * 1000;
     const began = performance.now();
@@ -111,17 +112,14 @@ function measure(depth: number, start: (worker: number) => void, bind: (finished
     const mainCpu = threadCpuMicros();
     let done = 0;
     let active = depth;
-    bind(
-      (worker) => {
-        done++;
-        if (performance.now() < deadline) start(worker);
-        else if (--active === 0) {
-          const used = process.cpuUsage(cpu);
-          resolve({ perSecond: done / ((performance.now() - began) / 1000), cpuMicros: (used.user + used.system) / done, mainCpuMicros: (threadCpuMicros() - mainCpu) / done });
-        }
-      },
-      reject,
-    );
+    const start = begin((worker) => {
+      done++;
+      if (performance.now() < deadline) start(worker);
+      else if (--active === 0) {
+        const used = process.cpuUsage(cpu);
+        resolve({ perSecond: done / ((performance.now() - began) / 1000), cpuMicros: (used.user + used.system) / done, mainCpuMicros: (threadCpuMicros() - mainCpu) / done });
+      }
+    }, reject);
     for (let worker = 0; worker < depth; worker++) start(worker);
   });
 }
@@ -144,20 +142,15 @@ function plain(handle: FileHandle, memory: GuestMemory, slots: readonly Slot[], 
   const buffers = slots.map((s) => memory.slice(s.data, c.blockBytes) as Uint8Array);
   const next = offsets(c);
   const fd = handle.fd;
-  type Done = (error: NodeJS.ErrnoException | null) => void;
-  let callbacks: Done[] = [];
-  return measure(
-    c.depth,
-    (w) => {
+  return measure(c.depth, (finished, fail) => {
+    const callbacks = buffers.map((_, w) => (error: NodeJS.ErrnoException | null) => (error === null ? finished(w) : fail(error)));
+    return (w) => {
       const b = buffers[w] as Uint8Array;
-      const done = callbacks[w] as Done;
+      const done = callbacks[w] as (typeof callbacks)[number];
       if (c.write) write(fd, b, 0, b.length, next(), done);
       else read(fd, b, 0, b.length, next(), done);
-    },
-    (finished, fail) => {
-      callbacks = buffers.map((_, w) => (error) => (error === null ? finished(w) : fail(error)));
-    },
-  );
+    };
+  });
 }
 
 /** Hands each used buffer of a queue to the worker that added it, as a guest driver's interrupt handler does. */
@@ -182,9 +175,12 @@ function device(driver: VirtioDriver, dispatcher: Dispatcher, slots: readonly Sl
   const queue = driver.queue(0);
   const next = offsets(c);
   const type = c.write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
-  return measure(
-    c.depth,
-    (w) => {
+  return measure(c.depth, (finished, fail) => {
+    dispatcher.onUsed = (w) => {
+      if (memory.getU8((slots[w] as Slot).status) === VIRTIO_BLK_S_OK) finished(w);
+      else fail(new Error(`${c.name}: request failed`));
+    };
+    return (w) => {
       const s = slots[w] as Slot;
       const sector = next() / 512;
       memory.setU32(s.header, type);
@@ -193,14 +189,8 @@ function device(driver: VirtioDriver, dispatcher: Dispatcher, slots: readonly Sl
       memory.setU32(s.header + 12, Math.floor(sector / 0x100000000));
       dispatcher.owners[queue.add(s.chain)] = w;
       queue.kick();
-    },
-    (finished, fail) => {
-      dispatcher.onUsed = (w) => {
-        if (memory.getU8((slots[w] as Slot).status) === VIRTIO_BLK_S_OK) finished(w);
-        else fail(new Error(`${c.name}: request failed`));
-      };
-    },
-  );
+    };
+  });
 }
 
 function report(name: string, value: number, unit: string, digits = 0): void {
