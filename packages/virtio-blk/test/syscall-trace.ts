@@ -60,12 +60,15 @@ const UNFINISHED = ' <unfinished ...>';
 /** The end of a completed call: `) = result`, padded with spaces to a column, and for a failure `ENAME (text)`. */
 const RETURN = /\)\s+=\s+(-?\d+)(?: (E[A-Z0-9]+) \([^)]*\))?[^)]*$/;
 
+/** A call strace saw enter, before its return. */
+type StartedCall = Omit<TracedCall, 'result' | 'error' | 'exit'>;
+
 /** The completed calls in `log`; entries without a return (the process was killed) are left out. */
 export function parseTrace(log: string): TracedCall[] {
   const calls: TracedCall[] = [];
-  const open = new Map<string, { pid: number; name: string; target: string; args: string; entry: number }>();
+  const open = new Map<string, StartedCall>();
   /** A completed call, or for io_submit one call per iocb: `io_submit:<opcode>` with the offset as its argument, result 1 if submitted. */
-  const complete = (started: { pid: number; name: string; target: string; args: string; entry: number }, result: number, error: string | undefined, exit: number): void => {
+  const complete = (started: StartedCall, result: number, error: string | undefined, exit: number): void => {
     if (started.name !== 'io_submit') {
       calls.push({ ...started, result, error, exit });
       return;
@@ -74,38 +77,37 @@ export function parseTrace(log: string): TracedCall[] {
       calls.push({ ...started, name: `io_submit:${(opcode as string).toLowerCase()}`, target: unhex(path as string), args: offset as string, result: i < result ? 1 : -1, error, exit });
     });
   };
-  log.split('\n').forEach((line, n) => {
+  /** The call a line starts (io_submit, or a call on a descriptor), or undefined. */
+  const entered = (line: string, n: number): StartedCall | undefined => {
     const submit = SUBMIT.exec(line);
     if (submit !== null) {
       const [, pid, name, rest] = submit as unknown as [string, string, string, string];
-      const started = { pid: Number(pid), name, target: '', args: rest, entry: n };
-      if (rest.endsWith(UNFINISHED)) {
-        open.set(pid, { ...started, args: rest.slice(0, -UNFINISHED.length) });
-        return;
-      }
-      const end = RETURN.exec(rest);
-      if (end !== null) complete({ ...started, args: rest.slice(0, end.index) }, Number(end[1]), end[2], n);
-      return;
+      return { pid: Number(pid), name, target: '', args: rest, entry: n };
     }
     const call = CALL.exec(line);
-    if (call !== null) {
-      const [, pid, name, , target, rest] = call as unknown as [string, string, string, string, string, string];
-      if (rest.endsWith(UNFINISHED)) {
-        open.set(pid, { pid: Number(pid), name, target: unhex(target), args: rest.slice(0, -UNFINISHED.length), entry: n });
+    if (call === null) return undefined;
+    const [, pid, name, , target, rest] = call as unknown as [string, string, string, string, string, string];
+    return { pid: Number(pid), name, target: unhex(target), args: rest, entry: n };
+  };
+  log.split('\n').forEach((line, n) => {
+    const started = entered(line, n);
+    if (started !== undefined) {
+      if (started.args.endsWith(UNFINISHED)) {
+        open.set(String(started.pid), { ...started, args: started.args.slice(0, -UNFINISHED.length) });
         return;
       }
-      const end = RETURN.exec(rest);
-      if (end !== null) complete({ pid: Number(pid), name, target: unhex(target), args: rest.slice(0, end.index), entry: n }, Number(end[1]), end[2], n);
+      const end = RETURN.exec(started.args);
+      if (end !== null) complete({ ...started, args: started.args.slice(0, end.index) }, Number(end[1]), end[2], n);
       return;
     }
     const resumed = RESUMED.exec(line);
     if (resumed === null) return;
     const [, pid, name, rest] = resumed as unknown as [string, string, string, string];
-    const started = open.get(pid);
+    const pending = open.get(pid);
     const end = RETURN.exec(rest);
-    if (started === undefined || started.name !== name || end === null) return;
+    if (pending === undefined || pending.name !== name || end === null) return;
     open.delete(pid);
-    complete({ ...started, args: started.args + rest.slice(0, end.index) }, Number(end[1]), end[2], n);
+    complete({ ...pending, args: pending.args + rest.slice(0, end.index) }, Number(end[1]), end[2], n);
   });
   return calls.sort((a, b) => a.exit - b.exit);
 }
